@@ -1,0 +1,125 @@
+"""``datakit build``: plan -> convert slices (process pool) -> merge, resumable.
+
+The work folder (``<out>/.work``) holds the plan and one completed result per slice; a build
+killed at any point and rerun skips the finished slices and redoes the rest, and the merge
+rewrites the release from them, so the bytes equal an uninterrupted build's. When the recipe or
+any source file changes, the plan fingerprint changes and the old work is discarded.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Callable
+
+from datakit.merge import BuildResult, merge
+from datakit.plan import SLICE_RECORDS, BuildPlan, make_plan
+from datakit.recipe import Recipe, load_recipe
+from datakit.shard_writer import remove_stale_temporaries
+from datakit.slices import run_slice, slice_done
+
+SAMPLE_SOURCES = Path(__file__).parent / "sample_sources"
+WORK_DIRNAME = ".work"
+
+
+def prepare_work(plan: BuildPlan, out: Path) -> Path:
+    """Create (or reuse, when the fingerprint matches) the work folder and save the plan."""
+    work = out / WORK_DIRNAME
+    plan_file = work / "plan.json"
+    if plan_file.exists():
+        import json
+
+        if json.loads(plan_file.read_bytes()).get("fingerprint") != plan.fingerprint:
+            shutil.rmtree(work)
+    (work / "slices").mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(work)
+    remove_stale_temporaries(out)
+    if not plan_file.exists():
+        tmp = plan_file.with_name(f"plan.json.tmp-{os.getpid()}")
+        tmp.write_bytes(plan.to_json())
+        os.replace(tmp, plan_file)
+    return work
+
+
+def load_work_plan(out: Path, recipe: Recipe) -> BuildPlan:
+    return BuildPlan.from_json((out / WORK_DIRNAME / "plan.json").read_bytes(), recipe)
+
+
+def pending_slices(plan: BuildPlan, work: Path) -> list[int]:
+    return [i for i in range(plan.n_slices) if not slice_done(work, i, plan.fingerprint)]
+
+
+def _run_slice_in_worker(plan_bytes: bytes, recipe_path: str, work: str, index: int) -> int:
+    plan = BuildPlan.from_json(plan_bytes, load_recipe(recipe_path))
+    run_slice(plan, Path(work), index)
+    return len(plan.slice_records(index))
+
+
+def convert_all(plan: BuildPlan, work: Path, workers: int = 1,
+                progress: Callable[[int], None] | None = None) -> None:
+    """Convert every unfinished slice, in-process (workers=1) or in a process pool."""
+    todo = pending_slices(plan, work)
+    done_records = sum(len(plan.slice_records(i)) for i in range(plan.n_slices) if i not in set(todo))
+    if progress and done_records:
+        progress(done_records)
+    if workers <= 1 or len(todo) <= 1:
+        for i in todo:
+            run_slice(plan, work, i)
+            if progress:
+                progress(len(plan.slice_records(i)))
+        return
+    plan_bytes = plan.to_json()
+    recipe_path = str(plan.recipe.path)
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(_run_slice_in_worker, plan_bytes, recipe_path, str(work), i) for i in todo]
+        for fut in as_completed(futures):
+            n = fut.result()  # re-raises a worker's programming error
+            if progress:
+                progress(n)
+
+
+def plan_build(recipe: Recipe, sources_dir: Path | None, out: Path, *, seed: int | None = None,
+               slice_size: int = SLICE_RECORDS) -> tuple[BuildPlan, Path]:
+    plan = make_plan(recipe, Path(sources_dir) if sources_dir else SAMPLE_SOURCES, seed, slice_size)
+    return plan, prepare_work(plan, out)
+
+
+def run_array_task(recipe: Recipe, out: Path, task: int, tasks: int) -> list[int]:
+    """What SLURM array task ``task`` of ``tasks`` does: slices task, task+tasks, ... not yet done."""
+    if not 0 <= task < tasks:
+        raise ValueError(f"task {task} is outside 0..{tasks - 1}")
+    plan = load_work_plan(out, recipe)
+    work = out / WORK_DIRNAME
+    mine = [i for i in pending_slices(plan, work) if i % tasks == task]
+    for i in mine:
+        run_slice(plan, work, i)
+    return mine
+
+
+def merge_build(recipe: Recipe, out: Path, *, keep_work: bool = False) -> BuildResult:
+    """The merge step alone (the SLURM merge task); every slice must be finished."""
+    plan = load_work_plan(out, recipe)
+    work = out / WORK_DIRNAME
+    missing = pending_slices(plan, work)
+    if missing:
+        raise RuntimeError(f"cannot merge {out}: {len(missing)} slice(s) unfinished, e.g. {missing[:5]}")
+    result = merge(plan, work, out)
+    if not keep_work:
+        shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
+def build(recipe: Recipe, sources_dir: Path | None = None, out: Path | None = None, *,
+          workers: int = 1, seed: int | None = None, keep_work: bool = False,
+          slice_size: int = SLICE_RECORDS,
+          progress_factory: Callable[[int], Callable[[int], None]] | None = None) -> BuildResult:
+    out = Path(out) if out else Path("shards") / recipe.name
+    plan, work = plan_build(recipe, sources_dir, out, seed=seed, slice_size=slice_size)
+    progress = progress_factory(len(plan.records)) if progress_factory else None
+    convert_all(plan, work, workers, progress)
+    result = merge(plan, work, out)
+    if not keep_work:
+        shutil.rmtree(work, ignore_errors=True)
+    return result

@@ -1,0 +1,213 @@
+"""The ``datakit`` command: list, build, verify, lock."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from datakit.errors import RecipeError
+
+LOCK_DIR = Path("shards")
+
+
+def _progress_factory(total: int):
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="rec", desc="convert", file=sys.stderr, dynamic_ncols=True,
+               disable=None)  # disabled automatically when stderr is not a terminal
+
+    def advance(n: int) -> None:
+        bar.update(n)
+        if bar.n >= total:
+            bar.close()
+
+    return advance
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from datakit import registry
+    from datakit.recipe import list_recipes, load_recipe
+
+    print("recipes:")
+    for name in list_recipes():
+        r = load_recipe(name)
+        print(f"  {name:14s} {', '.join(s.source for s in r.sources)}  {r.description}")
+    print("sources:")
+    for name, cls in registry.sources().items():
+        print(f"  {name:14s} {cls.modality:12s} expects {cls.top_folder}/")
+    return 0
+
+
+def print_summary(summary: dict, out: Path, release: str) -> None:
+    print(f"built recipe {summary['recipe']} -> {out}")
+    for src, c in summary["sources"].items():
+        print(f"  {src:14s} " + ", ".join(f"{k}={v}" for k, v in c.items()))
+    if summary["missing_sources"]:
+        print("  missing sources (not built): " + "; ".join(summary["missing_sources"]))
+    print("  tasks: " + ", ".join(f"{k}={v}" for k, v in summary["tasks"].items()))
+    print("  langs: " + ", ".join(f"{k}={v}" for k, v in summary["langs"].items()))
+    print("  splits: " + ", ".join(f"{k}={v}" for k, v in summary["splits"].items()))
+    if summary["rejects"]:
+        print("  rejected: " + ", ".join(f"{k}={v}" for k, v in summary["rejects"].items()))
+    print(f"  {summary['accounting_line']}")
+    print(f"  release sha256 {release}")
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from datakit.build import build, plan_build
+    from datakit.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe)
+    out = Path(args.out) if args.out else Path("shards") / recipe.name
+    if args.slurm:
+        from datakit import slurm
+
+        plan, _ = plan_build(recipe, Path(args.sources) if args.sources else None, out, seed=args.seed,
+                             slice_size=args.slice_records)
+        scripts = slurm.write_scripts(recipe.path, out, args.array, cpus=args.cpus_per_task,
+                                      partition=args.partition)
+        print(f"planned {len(plan.records)} records in {plan.n_slices} slices; scripts in {scripts.array.parent}")
+        if args.dry_run:
+            print(f"dry run: submit with sbatch {scripts.array} then the merge {scripts.merge}")
+            return 0
+        array_id, merge_id = slurm.submit(scripts, wait=args.wait)
+        print(f"submitted array job {array_id} ({args.array} tasks) and merge job {merge_id}")
+        if args.wait:
+            print((out / "build.json").exists() and f"merge finished: {out}" or "merge did not produce a build")
+        return 0
+    result = build(recipe, Path(args.sources) if args.sources else None, out, workers=args.workers,
+                   seed=args.seed, keep_work=args.keep_work,
+                   slice_size=args.slice_records, progress_factory=_progress_factory)
+    print_summary(result.summary, out, result.release_sha256)
+    return 0
+
+
+def cmd_slice(args: argparse.Namespace) -> int:
+    from datakit.build import run_array_task
+    from datakit.recipe import load_recipe
+
+    done = run_array_task(load_recipe(args.recipe), Path(args.out), args.task, args.tasks)
+    print(f"task {args.task}/{args.tasks}: converted {len(done)} slice(s)")
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from datakit.build import merge_build
+    from datakit.recipe import load_recipe
+
+    out = Path(args.out)
+    result = merge_build(load_recipe(args.recipe), out, keep_work=args.keep_work)
+    print_summary(result.summary, out, result.release_sha256)
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from datakit.build import plan_build
+    from datakit.recipe import load_recipe
+
+    plan, work = plan_build(load_recipe(args.recipe), Path(args.sources) if args.sources else None,
+                            Path(args.out), seed=args.seed, slice_size=args.slice_records)
+    print(f"planned {len(plan.records)} records in {plan.n_slices} slices -> {work / 'plan.json'}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from datakit.release import compare_with_lock
+
+    lock = Path(args.lock) if args.lock else LOCK_DIR / f"{args.recipe}.lock"
+    out = Path(args.out) if args.out else Path("shards") / args.recipe
+    if not lock.exists():
+        print(f"no lock file {lock}", file=sys.stderr)
+        return 2
+    problems = compare_with_lock(out, lock)
+    if problems:
+        print(f"verify FAILED: {out} differs from {lock}:", file=sys.stderr)
+        for p in problems:
+            print(f"  {p}", file=sys.stderr)
+        return 1
+    print(f"verify OK: {out} matches {lock}")
+    return 0
+
+
+def cmd_lock(args: argparse.Namespace) -> int:
+    import json
+
+    from datakit.release import make_lock, write_lock
+
+    out = Path(args.out) if args.out else Path("shards") / args.recipe
+    build_doc = json.loads((out / "build.json").read_text())
+    lock = Path(args.lock) if args.lock else LOCK_DIR / f"{args.recipe}.lock"
+    write_lock(lock, make_lock(out, args.recipe, build_doc["seed"]))
+    print(f"wrote {lock}")
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="datakit", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("list", help="list recipes and sources").set_defaults(fn=cmd_list)
+
+    b = sub.add_parser("build", help="build a recipe into Energon shards")
+    b.add_argument("recipe", help="recipe name (datakit/recipes/NAME.yaml) or path to a recipe YAML")
+    b.add_argument("--sources", help="folder holding each dataset's released top folder (default: bundled samples)")
+    b.add_argument("--out", help="output folder (default: shards/RECIPE)")
+    b.add_argument("--workers", type=int, default=1, help="processes converting slices in parallel")
+    b.add_argument("--seed", type=int, help="override the recipe's seed")
+    b.add_argument("--keep-work", action="store_true", help="keep the per-slice work folder")
+    b.add_argument("--slice-records", type=int, default=128,
+                   help="records per work slice (resume granularity; does not change the output)")
+    b.add_argument("--slurm", action="store_true", help="run as a SLURM job array + merge job")
+    b.add_argument("--array", type=int, default=4, help="number of SLURM array tasks (with --slurm)")
+    b.add_argument("--partition", help="SLURM partition (with --slurm)")
+    b.add_argument("--cpus-per-task", type=int, default=1)
+    b.add_argument("--wait", action="store_true", help="with --slurm: block until the merge job ends")
+    b.add_argument("--dry-run", action="store_true", help="with --slurm: write the scripts, submit nothing")
+    b.set_defaults(fn=cmd_build)
+
+    pl = sub.add_parser("plan", help="(array step 0) discover sources and write the plan")
+    pl.add_argument("recipe")
+    pl.add_argument("--sources")
+    pl.add_argument("--out", required=True)
+    pl.add_argument("--seed", type=int)
+    pl.add_argument("--slice-records", type=int, default=128)
+    pl.set_defaults(fn=cmd_plan)
+
+    sl = sub.add_parser("slice", help="(array task) convert this task's slices of a planned build")
+    sl.add_argument("recipe")
+    sl.add_argument("--out", required=True)
+    sl.add_argument("--task", type=int, required=True)
+    sl.add_argument("--tasks", type=int, required=True)
+    sl.set_defaults(fn=cmd_slice)
+
+    mg = sub.add_parser("merge", help="(merge task) merge the finished slices into the release")
+    mg.add_argument("recipe")
+    mg.add_argument("--out", required=True)
+    mg.add_argument("--keep-work", action="store_true")
+    mg.set_defaults(fn=cmd_merge)
+
+    v = sub.add_parser("verify", help="compare a build with its committed lock file")
+    v.add_argument("recipe")
+    v.add_argument("--out", help="build folder (default: shards/RECIPE)")
+    v.add_argument("--lock", help="lock file (default: shards/RECIPE.lock)")
+    v.set_defaults(fn=cmd_verify)
+
+    lk = sub.add_parser("lock", help="write the lock file of a build (for a release)")
+    lk.add_argument("recipe")
+    lk.add_argument("--out")
+    lk.add_argument("--lock")
+    lk.set_defaults(fn=cmd_lock)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except RecipeError as e:
+        print(f"datakit: recipe error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

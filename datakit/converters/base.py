@@ -1,0 +1,29 @@
+"""The converter interface: a pure function of (loaded record, context) -> samples.
+
+A converter never reads files or global state: everything it needs is in the ``LoadedRecord``
+and the ``ConvertContext``, and all randomness comes from seeds derived from the recipe seed and
+the record id, so the same record gives the same samples in any process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from datakit.record import LoadedRecord
+from datakit.sample import Sample
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConvertContext:
+    seed: int
+    tasks: tuple[str, ...]
+    langs: tuple[str, ...] = ("en", "zh")
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ConverterSpec:
+    name: str
+    tasks: tuple[str, ...]
+    fn: Callable[[LoadedRecord, ConvertContext], list[Sample]]

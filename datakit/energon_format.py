@@ -1,0 +1,96 @@
+"""The Energon side of the shard contract: dataset.yaml, energon's own prepare, and the cooker.
+
+Shards are a *crude* Energon dataset (energon's recommended form for custom sample layouts): the
+``dataset.yaml`` names ``CrudeWebdataset`` with the subflavor ``datakit_format: fleming-vqa/1``,
+and ``cook_fleming_vqa`` (registered through ``COOKERS`` in a task encoder) turns the raw parts
+``json`` + ``0.png`` ... into a ``FlemingVQASample`` with ordered images and the conversation.
+The trainer's task encoder imports this module; datakit never imports the trainer.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from megatron.energon import Cooker, Sample, basic_sample_keys, edataclass
+
+from datakit.sample import SCHEMA
+
+DATASET_YAML = (
+    "__module__: megatron.energon\n"
+    "__class__: CrudeWebdataset\n"
+    "subflavors:\n"
+    f"  datakit_format: {SCHEMA}\n"
+    "  datakit_recipe: {recipe}\n"
+)
+SPLITS = ("train", "val")
+_MEDIA_PART = re.compile(r"^(\d+)\.([a-z0-9]+)$")
+
+
+def write_dataset_yaml(root: Path, recipe: str) -> Path:
+    meta = root / ".nv-meta"
+    meta.mkdir(parents=True, exist_ok=True)
+    path = meta / "dataset.yaml"
+    path.write_text(DATASET_YAML.format(recipe=recipe), encoding="utf-8")
+    return path
+
+
+def prepare(root: Path, shard_paths: list[str]) -> None:
+    """Run energon's own prepare over the written tars: ``.tar.idx`` files, ``index.sqlite``,
+    ``.info.json`` and ``split.yaml`` (train/val by folder). One worker: the shards are already
+    ordered, and the output must not depend on the machine's core count."""
+    from megatron.energon.flavors.webdataset.prepare import WebdatasetPreparator
+
+    WebdatasetPreparator.prepare_dataset(
+        root,
+        shard_paths,
+        split_parts_patterns=[(split, f"{split}/.*") for split in SPLITS],
+        shuffle_seed=None,
+        workers=1,
+    )
+
+
+@edataclass
+class FlemingVQASample(Sample):
+    """A cooked datakit sample: ordered images (decoded by the task encoder's decoder) + chat."""
+
+    #: Media in order, one per ``<image>`` token (PIL images / tensors / AV decoders, as decoded).
+    images: list
+    #: InternVL-style turns: ``[{"from": "human", "value": "<image>\n..."}, {"from": "gpt", ...}]``
+    conversation: list
+    #: The structured fields of the sample JSON (task, lang, group, options, answer, ...).
+    meta: dict
+
+
+def media_parts(raw: dict[str, Any]) -> list[str]:
+    """Names of the media parts of a crude sample in order (``0.png``, ``1.png``, ... ``10.png``)."""
+    found = []
+    for name in raw:
+        m = _MEDIA_PART.match(name)
+        if m:
+            found.append((int(m.group(1)), name))
+    return [name for _, name in sorted(found)]
+
+
+def cook_fleming_vqa(raw: dict) -> FlemingVQASample:
+    doc = raw["json"]
+    if isinstance(doc, (bytes, str)):
+        doc = json.loads(doc)
+    if doc.get("schema") != SCHEMA:
+        raise ValueError(f"sample {raw.get('__key__')}: schema {doc.get('schema')!r}, expected {SCHEMA}")
+    parts = media_parts(raw)
+    expected = [m["part"] for m in doc.get("media", [])]
+    if parts != expected:
+        raise ValueError(f"sample {raw.get('__key__')}: media parts {parts} but JSON lists {expected}")
+    meta = {k: v for k, v in doc.items() if k not in ("conversations", "media")}
+    return FlemingVQASample(
+        **basic_sample_keys(raw),
+        images=[raw[p] for p in parts],
+        conversation=doc["conversations"],
+        meta=meta,
+    )
+
+
+COOKERS = [Cooker(cook_fleming_vqa, has_subflavors={"datakit_format": SCHEMA})]

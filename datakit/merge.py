@@ -1,0 +1,151 @@
+"""Merging slices into the release: split, order, write shards, prepare, account.
+
+Runs once per build (locally after the pool, or as the SLURM merge task). Everything here is a
+function of the slice results and the recipe seed: groups go to train or val by a seeded hash
+(EN/ZH twins and all tasks of one record stay together), samples are ordered by a seeded hash
+of their key, and shards are cut every ``samples_per_shard`` samples.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from datakit import energon_format
+from datakit.manifest import Manifest, accounting_line, check_accounting
+from datakit.plan import BuildPlan
+from datakit.release import release_checksums
+from datakit.sample import canonical_json
+from datakit.seeding import derive_seed, unit_interval
+from datakit.shard_writer import AtomicTarWriter
+from datakit.slices import slice_paths
+
+
+@dataclass(slots=True)
+class BuildResult:
+    out: Path
+    summary: dict[str, Any]
+    checksums: dict[str, str] = field(default_factory=dict)
+    release_sha256: str = ""
+
+
+def assign_split(seed: int, group: str, val_fraction: float) -> str:
+    return "val" if unit_interval(seed, "split", group) < val_fraction else "train"
+
+
+def merge(plan: BuildPlan, work: Path, out: Path) -> BuildResult:
+    manifest = Manifest()
+    for j in plan.rejections:
+        manifest.add(kind="record", id=j.manifest_id, source=j.source, record_uid=j.uid, path=j.path,
+                     status="rejected", reason=j.reason, detail=j.detail, n_samples=0)
+    summaries: list[dict[str, Any]] = []
+    for index in range(plan.n_slices):
+        tar_path, result_path = slice_paths(work, index)
+        doc = json.loads(result_path.read_bytes())
+        for row in doc["records"]:
+            manifest.add(kind="record", **row)
+        for s in doc["samples"]:
+            s["slice_tar"] = str(tar_path)
+            summaries.append(s)
+    keys = Counter(s["key"] for s in summaries)
+    if len(keys) != len(summaries):
+        dup = next(k for k, c in keys.items() if c > 1)
+        raise RuntimeError(f"two samples share the key {dup!r}: a converter bug")
+
+    by_split: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for s in summaries:
+        s["split"] = assign_split(plan.seed, s["group"], plan.recipe.val_fraction)
+        by_split[s["split"]].append(s)
+
+    out.mkdir(parents=True, exist_ok=True)
+    shard_paths: list[str] = []
+    for split in energon_format.SPLITS:
+        items = sorted(by_split.get(split, []), key=lambda s: (derive_seed(plan.seed, "order", s["key"]), s["key"]))
+        per = plan.recipe.samples_per_shard
+        for n, start in enumerate(range(0, len(items), per)):
+            rel = f"{split}/shard-{n:06d}.tar"
+            _write_shard(out / rel, items[start : start + per])
+            shard_paths.append(rel)
+            for s in items[start : start + per]:
+                manifest.add(kind="sample", id=s["key"], source=s["source"], record_uid=s["record_uid"],
+                             status="emitted", task=s["task"], lang=s["lang"], group=s["group"],
+                             split=split, shard=rel)
+    _remove_stale(out, set(shard_paths))
+    energon_format.write_dataset_yaml(out, plan.recipe.name)
+    if shard_paths:
+        energon_format.prepare(out, shard_paths)
+    checksums, release = release_checksums(out)
+
+    acc = check_accounting(manifest, records_discovered=len(plan.records) + len(plan.rejections),
+                           samples_converted=len(summaries))
+    summary = _summary(plan, manifest, acc)
+    manifest.write(out / "manifest.parquet")
+    build_doc = {
+        "recipe": plan.recipe.to_dict(),
+        "seed": plan.seed,
+        "summary": summary,
+        "checksums": checksums,
+        "release_sha256": release,
+    }
+    (out / "build.json").write_bytes(canonical_json(build_doc))
+    return BuildResult(out=out, summary=summary, checksums=checksums, release_sha256=release)
+
+
+def _write_shard(path: Path, items: list[dict[str, Any]]) -> None:
+    handles: dict[str, Any] = {}
+    try:
+        with AtomicTarWriter(path) as tar:
+            for s in items:
+                fh = handles.get(s["slice_tar"]) or handles.setdefault(s["slice_tar"], open(s["slice_tar"], "rb"))
+                for part, offset, size in s["parts"]:
+                    fh.seek(offset)
+                    data = fh.read(size)
+                    if len(data) != size:
+                        raise OSError(f"{s['slice_tar']}: short read for {s['key']}.{part}")
+                    tar.add(f"{s['key']}.{part}", data)
+    finally:
+        for fh in handles.values():
+            fh.close()
+
+
+def _remove_stale(out: Path, keep: set[str]) -> None:
+    """Drop shards (and their energon index) left by an earlier build of a different size."""
+    for split in energon_format.SPLITS:
+        for p in sorted((out / split).glob("*.tar*")) if (out / split).exists() else []:
+            rel = f"{split}/{p.name}"
+            base = rel[: -len(".idx")] if rel.endswith(".tar.idx") else rel
+            if base not in keep or ".tmp-" in p.name:
+                p.unlink()
+
+
+def _summary(plan: BuildPlan, manifest: Manifest, acc: dict[str, Any]) -> dict[str, Any]:
+    per_source: dict[str, Counter] = defaultdict(Counter)
+    per_task: Counter = Counter()
+    per_lang: Counter = Counter()
+    per_split: Counter = Counter()
+    rejects: Counter = Counter()
+    for r in manifest.rows:
+        if r["kind"] == "record":
+            per_source[r["source"]][f"records_{r['status']}"] += 1
+            if r["status"] == "rejected":
+                rejects[f"{r['source']}:{r['reason']}"] += 1
+        elif r["status"] == "emitted":
+            per_source[r["source"]]["samples"] += 1
+            per_task[r["task"]] += 1
+            per_lang[r["lang"]] += 1
+            per_split[r["split"]] += 1
+    return {
+        "recipe": plan.recipe.name,
+        "sources": {k: dict(sorted(v.items())) for k, v in sorted(per_source.items())},
+        "missing_sources": plan.missing,
+        "tasks": dict(sorted(per_task.items())),
+        "langs": dict(sorted(per_lang.items())),
+        "splits": dict(sorted(per_split.items())),
+        "rejects": dict(sorted(rejects.items())),
+        "accounting": acc,
+        "accounting_line": accounting_line(acc),
+    }
+

@@ -1,0 +1,8 @@
+"""Source readers, one module per dataset; importing this package registers them all."""
+
+import importlib
+import pkgutil
+
+for _m in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+    if _m != "base":
+        importlib.import_module(f"{__name__}.{_m}")

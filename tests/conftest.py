@@ -1,0 +1,40 @@
+"""Shared fixtures: the bundled sample sources and a session-wide demo build."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_SOURCES = REPO / "datakit" / "sample_sources"
+BIN = Path(sys.executable).parent
+
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+
+@pytest.fixture(scope="session")
+def sample_sources() -> Path:
+    return SAMPLE_SOURCES
+
+
+@pytest.fixture()
+def sources_copy(tmp_path: Path) -> Path:
+    """A writable copy of the bundled sources, for planting bad input."""
+    dst = tmp_path / "sources"
+    shutil.copytree(SAMPLE_SOURCES, dst, ignore=shutil.ignore_patterns("README.md"))
+    return dst
+
+
+@pytest.fixture(scope="session")
+def ultrasound_build(tmp_path_factory):
+    """One build of the ultrasound recipe from the bundled samples, shared by read-only tests."""
+    from datakit.build import build
+    from datakit.recipe import load_recipe
+
+    out = tmp_path_factory.mktemp("ultrasound") / "ultrasound"
+    result = build(load_recipe("ultrasound"), SAMPLE_SOURCES, out)
+    return result
