@@ -9,14 +9,19 @@ The trainer's task encoder imports this module; datakit never imports the traine
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Any
 
-from megatron.energon import Cooker, Sample, basic_sample_keys, edataclass
+from megatron.energon import Cooker, Sample, basic_sample_keys, edataclass, stateless
 
 from datakit.sample import SCHEMA
+
+log = logging.getLogger(__name__)
 
 DATASET_YAML = (
     "__module__: megatron.energon\n"
@@ -43,13 +48,16 @@ def prepare(root: Path, shard_paths: list[str]) -> None:
     ordered, and the output must not depend on the machine's core count."""
     from megatron.energon.flavors.webdataset.prepare import WebdatasetPreparator
 
-    WebdatasetPreparator.prepare_dataset(
-        root,
-        shard_paths,
-        split_parts_patterns=[(split, f"{split}/.*") for split in SPLITS],
-        shuffle_seed=None,
-        workers=1,
-    )
+    chatter = io.StringIO()  # prepare prints progress lines; keep the build summary readable
+    with contextlib.redirect_stdout(chatter):
+        WebdatasetPreparator.prepare_dataset(
+            root,
+            shard_paths,
+            split_parts_patterns=[(split, f"{split}/.*") for split in SPLITS],
+            shuffle_seed=None,
+            workers=1,
+        )
+    log.debug("energon prepare: %s", chatter.getvalue().strip())
 
 
 @edataclass
@@ -74,6 +82,7 @@ def media_parts(raw: dict[str, Any]) -> list[str]:
     return [name for _, name in sorted(found)]
 
 
+@stateless
 def cook_fleming_vqa(raw: dict) -> FlemingVQASample:
     doc = raw["json"]
     if isinstance(doc, (bytes, str)):

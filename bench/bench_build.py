@@ -1,0 +1,97 @@
+"""Throughput of ``datakit build ultrasound`` (BUSI part) against the codec floors, same process.
+
+Makes >= 500 BUSI records in the released layout from the bundled real images (each copy
+perturbed by one pixel so no two files are identical), then times, on one core:
+  * decode floor: PIL decode of every image + mask (what any reader must do at least),
+  * codec floor: decode + PNG re-encode of every image (what a pipeline that re-encodes pays),
+  * the build itself (plan -> convert -> merge -> energon prepare), workers=1.
+Prints records/s and samples/s, and the build's ratios to both floors.
+Usage: python bench/bench_build.py [--records 510] [--repeat 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from datakit.build import SAMPLE_SOURCES, build
+from datakit.recipe import load_recipe, parse_recipe
+
+
+def make_sources(dst: Path, n_records: int) -> list[Path]:
+    src = SAMPLE_SOURCES / "Dataset_BUSI_with_GT"
+    files: list[Path] = []
+    originals = sorted(p for p in src.glob("*/*.png") if "_mask" not in p.name)
+    for i in range(n_records):
+        orig = originals[i % len(originals)]
+        cls = orig.parent.name
+        folder = dst / "Dataset_BUSI_with_GT" / cls
+        folder.mkdir(parents=True, exist_ok=True)
+        arr = np.array(Image.open(orig))
+        arr.flat[i % arr.size] ^= 1  # distinct bytes per copy
+        img = folder / f"{cls} ({1000 + i}).png"
+        Image.fromarray(arr).save(img, compress_level=6)
+        mask_src = orig.with_name(orig.stem + "_mask.png")
+        shutil.copyfile(mask_src, folder / f"{cls} ({1000 + i})_mask.png")
+        files += [img, folder / f"{cls} ({1000 + i})_mask.png"]
+    return files
+
+
+def decode_floor(files: list[Path]) -> float:
+    t = time.perf_counter()
+    for f in files:
+        Image.open(io.BytesIO(f.read_bytes())).load()
+    return time.perf_counter() - t
+
+
+def codec_floor(files: list[Path]) -> float:
+    t = time.perf_counter()
+    for f in files:
+        im = Image.open(io.BytesIO(f.read_bytes()))
+        im.load()
+        if "_mask" not in f.name:
+            im.save(io.BytesIO(), format="PNG")
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--records", type=int, default=510)
+    ap.add_argument("--repeat", type=int, default=2)
+    args = ap.parse_args()
+    base = load_recipe("ultrasound")
+    doc = base.to_dict()
+    doc["sources"] = [s for s in doc["sources"] if s["source"] == "busi"]
+    recipe = parse_recipe(doc, base.path)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        files = make_sources(tmp / "src", args.records)
+        images = [f for f in files if "_mask" not in f.name]
+        best = {"decode": 1e9, "codec": 1e9, "build": 1e9}
+        n_samples = 0
+        for r in range(args.repeat):
+            best["decode"] = min(best["decode"], decode_floor(files))
+            best["codec"] = min(best["codec"], codec_floor(files))
+            t = time.perf_counter()
+            result = build(recipe, tmp / "src", tmp / f"out{r}", workers=1)
+            best["build"] = min(best["build"], time.perf_counter() - t)
+            n_samples = result.summary["accounting"]["samples"]["emitted"]
+    n = len(images)
+    rec = {k: n / v for k, v in best.items()}
+    print(f"records={n} samples={n_samples} (one core, best of {args.repeat})")
+    print(f"decode floor : {rec['decode']:8.1f} records/s (image + mask decode)")
+    print(f"codec floor  : {rec['codec']:8.1f} records/s (decode + PNG re-encode)")
+    print(f"build        : {rec['build']:8.1f} records/s = {n_samples / best['build']:.1f} samples/s")
+    print(f"ratio build/codec_floor  = {rec['build'] / rec['codec']:.2f}x")
+    print(f"ratio build/decode_floor = {rec['build'] / rec['decode']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

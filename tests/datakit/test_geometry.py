@@ -1,0 +1,141 @@
+"""Mask geometry on masks drawn by hand, whose right answers are known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from datakit.converters.geometry import GeometryConfig, mask_facts, region_of, size_class_of
+
+
+def canvas(h: int = 90, w: int = 120) -> np.ndarray:
+    return np.zeros((h, w), dtype=bool)
+
+
+def test_lesion_in_upper_left() -> None:
+    m = canvas()
+    m[9:27, 12:36] = True  # rows 9-26, cols 12-35
+    facts = mask_facts(m)
+    assert facts.count == 1 and facts.speckle == 0
+    (c,) = facts.components
+    assert c.box_px == (12, 9, 36, 27)
+    assert c.box == (0.1, 0.1, 0.3, 0.3)
+    assert c.centroid == (0.2, 0.2)
+    assert c.area_px == 18 * 24
+    assert c.area_fraction == round(18 * 24 / (90 * 120), 4)
+    assert c.region == "upper_left"
+
+
+def test_two_lesions_largest_first() -> None:
+    m = canvas()
+    m[60:80, 90:115] = True  # lower right, 500 px
+    m[5:15, 5:20] = True  # upper left, 150 px
+    facts = mask_facts(m)
+    assert facts.count == 2
+    big, small = facts.components
+    assert (big.region, big.area_px, big.box_px) == ("lower_right", 500, (90, 60, 115, 80))
+    assert (small.region, small.area_px, small.box_px) == ("upper_left", 150, (5, 5, 20, 15))
+    # The extent (used for organs) spans both.
+    assert facts.extent is not None and facts.extent.box_px == (5, 5, 115, 80)
+    assert facts.extent.area_px == 650
+
+
+def test_equal_areas_ordered_row_major() -> None:
+    m = canvas()
+    m[70:80, 10:20] = True  # lower left
+    m[10:20, 100:110] = True  # upper right, same area
+    regions = [c.region for c in mask_facts(m).components]
+    assert regions == ["upper_right", "lower_left"]
+
+
+def test_lesion_at_centre() -> None:
+    m = canvas()
+    m[35:55, 50:70] = True  # centroid (60, 45) of (120, 90)
+    (c,) = mask_facts(m).components
+    assert c.centroid == (0.5, 0.5)
+    assert c.region == "centre"
+
+
+def test_middle_third_outside_centre_box() -> None:
+    m = canvas(90, 90)
+    m[40:50, 30:37] = True  # centroid (0.372, 0.5): middle third, more than 0.1 off centre
+    (c,) = mask_facts(m).components
+    assert abs(c.centroid[0] - 0.5) > 0.1 and 1 / 3 <= c.centroid[0] < 2 / 3
+    assert c.region == "middle_centre"
+
+
+def test_empty_mask() -> None:
+    facts = mask_facts(canvas())
+    assert facts.empty and facts.count == 0 and facts.extent is None and facts.speckle == 0
+
+
+def test_speckle_below_minimum_is_ignored() -> None:
+    m = canvas()
+    m[30:50, 30:50] = True
+    m[80, 5] = m[81, 6] = True  # 2 px, diagonal: one 8-connected speckle
+    m[2:5, 110:113] = True  # 9 px
+    facts = mask_facts(m, GeometryConfig(min_pixels=10))
+    assert facts.count == 1 and facts.speckle == 2
+    # Lower the minimum and the 9-pixel blob becomes a lesion; the 2-pixel one stays speckle.
+    facts = mask_facts(m, GeometryConfig(min_pixels=3))
+    assert facts.count == 2 and facts.speckle == 1
+    # A fractional minimum applies too (1 % of 10800 px = 108 px).
+    facts = mask_facts(m, GeometryConfig(min_pixels=1, min_fraction=0.01))
+    assert facts.count == 1
+
+
+def test_only_speckle_is_empty() -> None:
+    m = canvas()
+    m[10, 10] = m[50, 70] = True
+    facts = mask_facts(m)
+    assert facts.empty and facts.speckle == 2
+
+
+def test_diagonal_pixels_are_one_component() -> None:
+    m = canvas(40, 40)
+    for i in range(25):
+        m[5 + i, 5 + i] = True
+    facts = mask_facts(m)
+    assert facts.count == 1 and facts.components[0].box_px == (5, 5, 30, 30)
+
+
+@pytest.mark.parametrize(
+    "cx, cy, region",
+    [
+        (0.1, 0.1, "upper_left"),
+        (0.5, 0.1, "upper_centre"),
+        (0.9, 0.2, "upper_right"),
+        (0.2, 0.5, "middle_left"),
+        (0.35, 0.5, "middle_centre"),
+        (0.9, 0.5, "middle_right"),
+        (0.1, 0.9, "lower_left"),
+        (0.5, 0.8, "lower_centre"),
+        (0.8, 0.8, "lower_right"),
+        (0.5, 0.5, "centre"),
+        (0.6, 0.4, "centre"),
+        (0.61, 0.5, "middle_centre"),
+        (2 / 3, 1 / 3, "middle_right"),  # a boundary falls in the later third
+    ],
+)
+def test_region_names(cx: float, cy: float, region: str) -> None:
+    assert region_of(cx, cy) == region
+
+
+def test_size_classes() -> None:
+    config = GeometryConfig()
+    assert size_class_of(0.0199, config) == "small"
+    assert size_class_of(0.02, config) == "medium"
+    assert size_class_of(0.0999, config) == "medium"
+    assert size_class_of(0.10, config) == "large"
+    m = canvas(100, 100)
+    m[0:40, 0:40] = True  # 16 %
+    assert mask_facts(m).components[0].size_class == "large"
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ValueError, match="min_pixels"):
+        GeometryConfig(min_pixels=0)
+    with pytest.raises(ValueError, match="small_below"):
+        GeometryConfig(small_below=0.2, large_from=0.1)
+    with pytest.raises(ValueError, match="2-D"):
+        mask_facts(np.zeros((4, 4, 3), dtype=bool))
