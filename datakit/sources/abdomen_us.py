@@ -185,6 +185,9 @@ class AbdomenUSReader(SourceReader):
                 "body_part": "abdomen",
                 "lesion_mask": None,
                 "lesion_expected": None,
+                # The colour code annotates every organ, so an organ without pixels is absent:
+                # this lets organ_presence answer "no" as well as "yes".
+                "organs_annotated": tuple(sorted(self._organs)),
             },
             file_sha256=digests,
         )
