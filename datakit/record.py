@@ -62,10 +62,11 @@ class Media:
     ext: str  # "png", "jpg", "mp4" ... (webdataset part extension, no dot)
     width: int = 0
     height: int = 0
+    sha256: str = ""  # of ``data``; computed once here, since every sample of a record reuses it
 
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.data).hexdigest()
+    def __post_init__(self) -> None:
+        if not self.sha256:
+            object.__setattr__(self, "sha256", hashlib.sha256(self.data).hexdigest())
 
 
 @dataclass(slots=True, kw_only=True)

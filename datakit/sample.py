@@ -33,8 +33,11 @@ def sample_key(source: str, record_id: str, task: str, lang: str, index: int = 0
     """The key of one sample: readable, plus a short hash of the record id so two ids that
     clean to the same text (``benign (1)`` / ``benign_1``) never collide."""
     digest = hashlib.sha1(record_id.encode("utf-8")).hexdigest()[:8]
-    parts = [source, record_id, digest, task, lang] + ([str(index)] if index else [])
-    return make_key(*parts)
+    tail = make_key(digest, task, lang, *([str(index)] if index else []))
+    # Keep keys short enough for a ustar member name ("<key>.<n>.<ext>" <= 100 bytes): the
+    # readable part of a long record id is cut; the digest keeps the key unique.
+    head = make_key(source, record_id)[: max(8, 80 - len(tail))].rstrip("_-")
+    return f"{head}-{tail}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

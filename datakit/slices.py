@@ -85,8 +85,9 @@ def run_slice(plan: BuildPlan, work: Path, index: int) -> Path:
                 continue
             record_rows.append(_record_row(record, "emitted", "", record.primary_file, "", len(samples)))
             for sample in samples:
-                tar.add_sample(sample.key, sample.parts())
-                summaries.append(_summary(sample, record, tar.offsets))
+                parts = sample.parts()
+                tar.add_sample(sample.key, parts)
+                summaries.append(_summary(sample, record, [p for p, _ in parts], tar.offsets))
     doc = {"fingerprint": plan.fingerprint, "slice": index, "records": record_rows, "samples": summaries}
     tmp = result_path.with_name(f"{result_path.name}.tmp-{os.getpid()}")
     tmp.write_bytes(canonical_json(doc))
@@ -107,7 +108,8 @@ def _record_row(record: RawRecord, status: str, reason: str, path: str | None, d
     }
 
 
-def _summary(sample: Sample, record: RawRecord, offsets: dict[str, tuple[int, int]]) -> dict[str, Any]:
+def _summary(sample: Sample, record: RawRecord, parts: list[str],
+             offsets: dict[str, tuple[int, int]]) -> dict[str, Any]:
     """What the merge needs without reading the tar: identity, dedup text, and part offsets."""
     question = " ".join(t["value"] for t in sample.conversation if t["from"] == "human")
     return {
@@ -120,5 +122,5 @@ def _summary(sample: Sample, record: RawRecord, offsets: dict[str, tuple[int, in
         "question_type": sample.question_type,
         "text": f"{question}\n{sample.answer}",
         "media_sha256": [m.sha256 for m in sample.media],
-        "parts": [[part, *offsets[f"{sample.key}.{part}"]] for part, _ in sample.parts()],
+        "parts": [[part, *offsets[f"{sample.key}.{part}"]] for part in parts],
     }
