@@ -12,13 +12,13 @@ import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from datakit.merge import BuildResult, merge
 from datakit.plan import SLICE_RECORDS, BuildPlan, make_plan
 from datakit.recipe import Recipe, load_recipe
 from datakit.shard_writer import remove_stale_temporaries
-from datakit.slices import run_slice, slice_done
+from datakit.slices import LLM_CONVERTER, run_slice, slice_done
 
 SAMPLE_SOURCES = Path(__file__).parent / "sample_sources"
 WORK_DIRNAME = ".work"
@@ -47,33 +47,77 @@ def load_work_plan(out: Path, recipe: Recipe) -> BuildPlan:
     return BuildPlan.from_json((out / WORK_DIRNAME / "plan.json").read_bytes(), recipe)
 
 
+def uses_llm(recipe: Recipe) -> bool:
+    return any(step.converter == LLM_CONVERTER for s in recipe.sources for step in s.convert)
+
+
+class LLMSession:
+    """The build's one LLM client + synthesizer (None when the recipe has no LLM step)."""
+
+    def __init__(self, recipe: Recipe, config: Any | None) -> None:
+        self.synth = None
+        self.client = None
+        if config is not None and uses_llm(recipe):
+            from datakit.llm.client import LLMClient
+            from datakit.llm.synthesis import LLMSynthesizer
+
+            self.client = LLMClient(config)
+            self.synth = LLMSynthesizer(self.client)
+
+    @property
+    def online(self) -> bool:
+        return self.client is not None and not self.client.config.offline
+
+    def summary(self) -> dict[str, Any] | None:
+        if self.synth is None:
+            return None
+        return {"client": self.client.summary(), "synthesis": self.synth.summary()}
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+
+
 def pending_slices(plan: BuildPlan, work: Path) -> list[int]:
     return [i for i in range(plan.n_slices) if not slice_done(work, i, plan.fingerprint)]
 
 
-def _run_slice_in_worker(plan_bytes: bytes, recipe_path: str, work: str, index: int) -> int:
+def _run_slice_in_worker(plan_bytes: bytes, recipe_path: str, work: str, index: int, llm_config: Any) -> int:
     plan = BuildPlan.from_json(plan_bytes, load_recipe(recipe_path))
-    run_slice(plan, Path(work), index)
+    session = LLMSession(plan.recipe, llm_config)
+    try:
+        run_slice(plan, Path(work), index, session.synth)
+    finally:
+        session.close()
     return len(plan.slice_records(index))
 
 
 def convert_all(plan: BuildPlan, work: Path, workers: int = 1,
-                progress: Callable[[int], None] | None = None) -> None:
-    """Convert every unfinished slice, in-process (workers=1) or in a process pool."""
+                progress: Callable[[int], None] | None = None, llm: LLMSession | None = None,
+                llm_config: Any = None) -> None:
+    """Convert every unfinished slice, in-process (workers=1) or in a process pool.
+
+    With an LLM endpoint the slices run in this process: one client holds the build's request
+    and token budget, and its threads give the concurrency (offline, the cache is read-only and
+    the pool is safe).
+    """
+    if llm is not None and llm.online:
+        workers = 1
     todo = pending_slices(plan, work)
     done_records = sum(len(plan.slice_records(i)) for i in range(plan.n_slices) if i not in set(todo))
     if progress and done_records:
         progress(done_records)
     if workers <= 1 or len(todo) <= 1:
         for i in todo:
-            run_slice(plan, work, i)
+            run_slice(plan, work, i, llm.synth if llm else None)
             if progress:
                 progress(len(plan.slice_records(i)))
         return
     plan_bytes = plan.to_json()
     recipe_path = str(plan.recipe.path)
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(_run_slice_in_worker, plan_bytes, recipe_path, str(work), i) for i in todo]
+        futures = [pool.submit(_run_slice_in_worker, plan_bytes, recipe_path, str(work), i, llm_config)
+                   for i in todo]
         for fut in as_completed(futures):
             n = fut.result()  # re-raises a worker's programming error
             if progress:
@@ -86,15 +130,19 @@ def plan_build(recipe: Recipe, sources_dir: Path | None, out: Path, *, seed: int
     return plan, prepare_work(plan, out)
 
 
-def run_array_task(recipe: Recipe, out: Path, task: int, tasks: int) -> list[int]:
+def run_array_task(recipe: Recipe, out: Path, task: int, tasks: int, llm_config: Any = None) -> list[int]:
     """What SLURM array task ``task`` of ``tasks`` does: slices task, task+tasks, ... not yet done."""
     if not 0 <= task < tasks:
         raise ValueError(f"task {task} is outside 0..{tasks - 1}")
     plan = load_work_plan(out, recipe)
     work = out / WORK_DIRNAME
     mine = [i for i in pending_slices(plan, work) if i % tasks == task]
-    for i in mine:
-        run_slice(plan, work, i)
+    session = LLMSession(recipe, llm_config)
+    try:
+        for i in mine:
+            run_slice(plan, work, i, session.synth)
+    finally:
+        session.close()
     return mine
 
 
@@ -113,13 +161,18 @@ def merge_build(recipe: Recipe, out: Path, *, keep_work: bool = False) -> BuildR
 
 def build(recipe: Recipe, sources_dir: Path | None = None, out: Path | None = None, *,
           workers: int = 1, seed: int | None = None, keep_work: bool = False,
-          slice_size: int = SLICE_RECORDS,
+          slice_size: int = SLICE_RECORDS, llm_config: Any = None,
           progress_factory: Callable[[int], Callable[[int], None]] | None = None) -> BuildResult:
     out = Path(out) if out else Path("shards") / recipe.name
     plan, work = plan_build(recipe, sources_dir, out, seed=seed, slice_size=slice_size)
     progress = progress_factory(len(plan.records)) if progress_factory else None
-    convert_all(plan, work, workers, progress)
-    result = merge(plan, work, out)
+    session = LLMSession(recipe, llm_config)
+    try:
+        convert_all(plan, work, workers, progress, session, llm_config)
+    finally:
+        session.close()
+    llm_summary = session.summary()
+    result = merge(plan, work, out, extra={"llm": llm_summary} if llm_summary else None)
     if not keep_work:
         shutil.rmtree(work, ignore_errors=True)
     return result

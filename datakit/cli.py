@@ -50,8 +50,33 @@ def print_summary(summary: dict, out: Path, release: str) -> None:
     print("  splits: " + ", ".join(f"{k}={v}" for k, v in summary["splits"].items()))
     if summary["rejects"]:
         print("  rejected: " + ", ".join(f"{k}={v}" for k, v in summary["rejects"].items()))
+    if summary.get("llm"):
+        client = summary["llm"]["client"]
+        print("  llm: " + ", ".join(f"{k}={v}" for k, v in client.items() if not isinstance(v, dict)))
     print(f"  {summary['accounting_line']}")
     print(f"  release sha256 {release}")
+
+
+def llm_config_from_args(args: argparse.Namespace):
+    """The build's LLM settings; no ``--llm-base-url`` = offline (answers from the cache only)."""
+    from datakit.llm.config import LLMConfig
+
+    return LLMConfig(
+        cache_dir=Path(args.llm_cache), base_url=args.llm_base_url, model=args.llm_model,
+        api_key_env=args.llm_api_key_env, concurrency=args.llm_concurrency,
+        max_requests=args.llm_max_requests, max_tokens_total=args.llm_max_tokens,
+    )
+
+
+def add_llm_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("LLM steps (recipes with an llm_enrich converter)")
+    g.add_argument("--llm-base-url", help="OpenAI-compatible endpoint; omitted = offline (cache only)")
+    g.add_argument("--llm-model", default="gpt-4o")
+    g.add_argument("--llm-api-key-env", default="OPENAI_API_KEY", help="environment variable holding the key")
+    g.add_argument("--llm-cache", default="shards/llm-cache", help="content-addressed response cache folder")
+    g.add_argument("--llm-concurrency", type=int, default=8)
+    g.add_argument("--llm-max-requests", type=int, help="request budget of the build (retries included)")
+    g.add_argument("--llm-max-tokens", type=int, help="token budget of the build (prompt + completion)")
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -77,8 +102,8 @@ def cmd_build(args: argparse.Namespace) -> int:
             print((out / "build.json").exists() and f"merge finished: {out}" or "merge did not produce a build")
         return 0
     result = build(recipe, Path(args.sources) if args.sources else None, out, workers=args.workers,
-                   seed=args.seed, keep_work=args.keep_work,
-                   slice_size=args.slice_records, progress_factory=_progress_factory)
+                   seed=args.seed, keep_work=args.keep_work, slice_size=args.slice_records,
+                   llm_config=llm_config_from_args(args), progress_factory=_progress_factory)
     print_summary(result.summary, out, result.release_sha256)
     return 0
 
@@ -87,7 +112,8 @@ def cmd_slice(args: argparse.Namespace) -> int:
     from datakit.build import run_array_task
     from datakit.recipe import load_recipe
 
-    done = run_array_task(load_recipe(args.recipe), Path(args.out), args.task, args.tasks)
+    done = run_array_task(load_recipe(args.recipe), Path(args.out), args.task, args.tasks,
+                          llm_config_from_args(args))
     print(f"task {args.task}/{args.tasks}: converted {len(done)} slice(s)")
     return 0
 
@@ -163,6 +189,7 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--cpus-per-task", type=int, default=1)
     b.add_argument("--wait", action="store_true", help="with --slurm: block until the merge job ends")
     b.add_argument("--dry-run", action="store_true", help="with --slurm: write the scripts, submit nothing")
+    add_llm_args(b)
     b.set_defaults(fn=cmd_build)
 
     pl = sub.add_parser("plan", help="(array step 0) discover sources and write the plan")
@@ -178,6 +205,7 @@ def make_parser() -> argparse.ArgumentParser:
     sl.add_argument("--out", required=True)
     sl.add_argument("--task", type=int, required=True)
     sl.add_argument("--tasks", type=int, required=True)
+    add_llm_args(sl)
     sl.set_defaults(fn=cmd_slice)
 
     mg = sub.add_parser("merge", help="(merge task) merge the finished slices into the release")

@@ -1,7 +1,8 @@
 """The build manifest: one row per input record and per sample, and the accounting invariant.
 
 Every input is accounted for. Records: discovered = emitted + rejected + duplicate + contaminated
-+ skipped_llm. Samples: converted = emitted + duplicate + contaminated. ``check_accounting``
++ skipped_llm. Samples: planned = emitted + duplicate + contaminated + skipped_llm + rejected (the
+last two only for LLM-derived samples that could not be produced). ``check_accounting``
 verifies both at the end of every build and the summary prints them.
 """
 
@@ -15,7 +16,8 @@ from typing import Any
 import polars as pl
 
 RECORD_STATUSES = ("emitted", "rejected", "duplicate", "contaminated", "skipped_llm")
-SAMPLE_STATUSES = ("emitted", "duplicate", "contaminated")
+# skipped_llm / rejected samples are planned LLM-derived samples that were not produced
+SAMPLE_STATUSES = ("emitted", "duplicate", "contaminated", "skipped_llm", "rejected")
 
 SCHEMA = {
     "kind": pl.Utf8,  # "record" | "sample"

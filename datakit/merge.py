@@ -32,16 +32,19 @@ class BuildResult:
     release_sha256: str = ""
 
 
-def assign_split(seed: int, group: str, val_fraction: float) -> str:
-    return "val" if unit_interval(seed, "split", group) < val_fraction else "train"
+def assign_split(seed: int, split_key: str, val_fraction: float) -> str:
+    """train/val by a seeded hash of the split key (the record's group unless the reader names a
+    patient/lesion/case key), so EN/ZH twins and related records never straddle the split."""
+    return "val" if unit_interval(seed, "split", split_key) < val_fraction else "train"
 
 
-def merge(plan: BuildPlan, work: Path, out: Path) -> BuildResult:
+def merge(plan: BuildPlan, work: Path, out: Path, extra: dict[str, Any] | None = None) -> BuildResult:
     manifest = Manifest()
     for j in plan.rejections:
         manifest.add(kind="record", id=j.manifest_id, source=j.source, record_uid=j.uid, path=j.path,
                      status="rejected", reason=j.reason, detail=j.detail, n_samples=0)
     summaries: list[dict[str, Any]] = []
+    n_drops = 0
     for index in range(plan.n_slices):
         tar_path, result_path = slice_paths(work, index)
         doc = json.loads(result_path.read_bytes())
@@ -50,6 +53,9 @@ def merge(plan: BuildPlan, work: Path, out: Path) -> BuildResult:
         for s in doc["samples"]:
             s["slice_tar"] = str(tar_path)
             summaries.append(s)
+        for d in doc.get("drops", []):
+            manifest.add(kind="sample", source=d["record_uid"].split(":", 1)[0], **d)
+            n_drops += 1
     keys = Counter(s["key"] for s in summaries)
     if len(keys) != len(summaries):
         dup = next(k for k, c in keys.items() if c > 1)
@@ -57,7 +63,7 @@ def merge(plan: BuildPlan, work: Path, out: Path) -> BuildResult:
 
     by_split: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for s in summaries:
-        s["split"] = assign_split(plan.seed, s["group"], plan.recipe.val_fraction)
+        s["split"] = assign_split(plan.seed, s["split_key"], plan.recipe.val_fraction)
         by_split[s["split"]].append(s)
 
     out.mkdir(parents=True, exist_ok=True)
@@ -80,8 +86,9 @@ def merge(plan: BuildPlan, work: Path, out: Path) -> BuildResult:
     checksums, release = release_checksums(out)
 
     acc = check_accounting(manifest, records_discovered=len(plan.records) + len(plan.rejections),
-                           samples_converted=len(summaries))
+                           samples_converted=len(summaries) + n_drops)
     summary = _summary(plan, manifest, acc)
+    summary.update(extra or {})
     manifest.write(out / "manifest.parquet")
     build_doc = {
         "recipe": plan.recipe.to_dict(),

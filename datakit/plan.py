@@ -92,6 +92,7 @@ def _record_to_dict(r: RawRecord) -> dict[str, Any]:
         "text": r.text,
         "meta": dict(r.meta),
         "root": str(r.root) if r.root else None,
+        "split_key": r.split_key,
     }
 
 
@@ -106,6 +107,7 @@ def _record_from_dict(d: dict[str, Any]) -> RawRecord:
         text=d["text"],
         meta=d["meta"],
         root=Path(d["root"]) if d["root"] else None,
+        split_key=d["split_key"],
     )
 
 
@@ -149,7 +151,7 @@ def make_plan(recipe: Recipe, sources_dir: Path, seed: int | None = None,
         dup = next(u for u, c in Counter(uids).items() if c > 1)
         raise RuntimeError(f"two inputs share the record id {dup!r}: a reader bug")
     for r in plan.records:
-        h.update(canonical_json([r.uid, _stat_token(r.images + r.masks)]))
+        h.update(canonical_json([_record_to_dict(r), _stat_token(r.images + r.masks)]))
     for j in plan.rejections:
         h.update(canonical_json([j.uid, j.path, j.reason]))
     plan.fingerprint = h.hexdigest()

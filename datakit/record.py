@@ -34,6 +34,9 @@ class RawRecord:
     text: str | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
     root: Path | None = None  # dataset top folder; paths in the manifest are relative to it
+    # Records sharing a split key always land in the same split (train/val): one patient's two
+    # eyes, one lesion photographed several times, one case's images. None = the record alone.
+    split_key: str | None = None
 
     @property
     def uid(self) -> str:

@@ -19,9 +19,11 @@ from datakit import registry
 from datakit.converters.base import ConvertContext
 from datakit.errors import Rejected
 from datakit.plan import BuildPlan
-from datakit.record import RawRecord
+from datakit.record import LoadedRecord, RawRecord
 from datakit.sample import Sample, canonical_json
 from datakit.shard_writer import AtomicTarWriter
+
+LLM_CONVERTER = "llm_enrich"  # runs after the template converters, concurrently over a slice
 
 
 def slice_paths(work: Path, index: int) -> tuple[Path, Path]:
@@ -52,47 +54,106 @@ class _Readers:
         return self.cache[source]
 
 
-def convert_record(plan: BuildPlan, readers: _Readers, record: RawRecord) -> list[Sample]:
-    """All samples of one record, or ``Rejected`` if it cannot be converted."""
+def _ctx(plan: BuildPlan, step) -> ConvertContext:
+    return ConvertContext(seed=plan.seed, tasks=step.tasks, langs=plan.recipe.langs, options=step.options)
+
+
+def convert_record(plan: BuildPlan, readers: _Readers, record: RawRecord) -> tuple[LoadedRecord, list[Sample]]:
+    """The loaded record and its template samples (every step but the LLM one), or ``Rejected``."""
     spec = plan.recipe.sources[plan.source_index(record.source)]
     loaded = readers.get(record.source).load(record)
     samples: list[Sample] = []
     for step in spec.convert:
-        conv = registry.get_converter(step.converter)
-        ctx = ConvertContext(seed=plan.seed, tasks=step.tasks, langs=plan.recipe.langs, options=step.options)
-        samples.extend(conv.fn(loaded, ctx))
-    return samples
+        if step.converter != LLM_CONVERTER:
+            samples.extend(registry.get_converter(step.converter).fn(loaded, _ctx(plan, step)))
+    return loaded, samples
 
 
-def run_slice(plan: BuildPlan, work: Path, index: int) -> Path:
-    """Convert slice ``index`` of ``plan`` into ``work/slices/``; returns the result path."""
+def run_slice(plan: BuildPlan, work: Path, index: int, llm: Any = None) -> Path:
+    """Convert slice ``index`` of ``plan`` into ``work/slices/``; returns the result path.
+
+    ``llm`` is the build's ``LLMSynthesizer`` (or None: offline with no cache, every LLM sample
+    is then ``skipped_llm``). LLM steps run after the slice's template samples, over all its
+    records at once, so the client's thread pool gives the concurrency.
+    """
     tar_path, result_path = slice_paths(work, index)
     readers = _Readers(plan, {})
     record_rows: list[dict[str, Any]] = []
     summaries: list[dict[str, Any]] = []
+    drops: list[dict[str, Any]] = []
+    pending: list[tuple[RawRecord, LoadedRecord, list[Sample]]] = []
     with AtomicTarWriter(tar_path) as tar:
-        for record in plan.slice_records(index):
-            try:
-                samples = convert_record(plan, readers, record)
-            except Rejected as rej:
-                record_rows.append(_record_row(record, "rejected", rej.reason, rej.path, rej.detail, 0))
-                continue
-            if not samples:
-                record_rows.append(
-                    _record_row(record, "rejected", "no_samples", record.primary_file,
-                                "no converter task applies to this record", 0)
-                )
-                continue
-            record_rows.append(_record_row(record, "emitted", "", record.primary_file, "", len(samples)))
+
+        def finish(record: RawRecord, samples: list[Sample], record_drops: list[dict[str, Any]]) -> None:
+            drops.extend(record_drops)
+            if samples:
+                record_rows.append(_record_row(record, "emitted", "", record.primary_file, "", len(samples)))
+            elif record_drops:
+                first = record_drops[0]
+                status = "skipped_llm" if all(d["status"] == "skipped_llm" for d in record_drops) else "rejected"
+                record_rows.append(_record_row(record, status, first["reason"], record.primary_file,
+                                               "every LLM-derived sample was dropped", 0))
+            else:
+                record_rows.append(_record_row(record, "rejected", "no_samples", record.primary_file,
+                                               "no converter task applies to this record", 0))
             for sample in samples:
                 parts = sample.parts()
                 tar.add_sample(sample.key, parts)
                 summaries.append(_summary(sample, record, [p for p, _ in parts], tar.offsets))
-    doc = {"fingerprint": plan.fingerprint, "slice": index, "records": record_rows, "samples": summaries}
+
+        for record in plan.slice_records(index):
+            try:
+                loaded, samples = convert_record(plan, readers, record)
+            except Rejected as rej:
+                record_rows.append(_record_row(record, "rejected", rej.reason, rej.path, rej.detail, 0))
+                continue
+            if _llm_step(plan, record.source) is None:
+                finish(record, samples, [])
+            else:
+                pending.append((record, loaded, samples))
+        for record, samples, record_drops in _run_llm_steps(plan, pending, llm):
+            finish(record, samples, record_drops)
+    doc = {"fingerprint": plan.fingerprint, "slice": index, "records": record_rows, "samples": summaries,
+           "drops": drops}
     tmp = result_path.with_name(f"{result_path.name}.tmp-{os.getpid()}")
     tmp.write_bytes(canonical_json(doc))
     os.replace(tmp, result_path)
     return result_path
+
+
+def _llm_step(plan: BuildPlan, source: str):
+    spec = plan.recipe.sources[plan.source_index(source)]
+    return next((s for s in spec.convert if s.converter == LLM_CONVERTER), None)
+
+
+def _run_llm_steps(plan: BuildPlan, pending: list[tuple[RawRecord, LoadedRecord, list[Sample]]], llm: Any):
+    """Yield (record, all samples, drop rows) in input order, LLM samples added per source."""
+    by_source: dict[str, list[int]] = {}
+    for i, (record, _, _) in enumerate(pending):
+        by_source.setdefault(record.source, []).append(i)
+    extra: dict[int, tuple[list[Sample], list[dict[str, Any]]]] = {}
+    for source, idx in by_source.items():
+        step = _llm_step(plan, source)
+        ctx = _ctx(plan, step)
+        if llm is None:
+            for i in idx:
+                rec = pending[i][0]
+                extra[i] = ([], [_drop_row(rec.uid, rec.primary_file, t, lang, "skipped_llm", "offline", "")
+                                 for t in step.tasks for lang in ctx.langs])
+            continue
+        for i, outcome in zip(idx, llm.synthesize_many([pending[i][1] for i in idx], ctx)):
+            extra[i] = (outcome.samples, [
+                _drop_row(d.uid, d.source_file, d.task, d.lang, d.status, d.reason, d.detail) for d in outcome.drops
+            ])
+    for i, (record, _, samples) in enumerate(pending):
+        llm_samples, rows = extra[i]
+        yield record, samples + llm_samples, rows
+
+
+def _drop_row(uid: str, path: str, task: str, lang: str, status: str, reason: str, detail: str) -> dict[str, Any]:
+    """A planned LLM-derived sample that was not emitted: one manifest row of kind ``sample``."""
+    return {"id": f"{uid}#{LLM_CONVERTER}/{task}/{lang}", "record_uid": uid, "path": path, "task": task,
+            "lang": lang, "status": status, "reason": reason, "detail": detail}
 
 
 def _record_row(record: RawRecord, status: str, reason: str, path: str | None, detail: str, n: int) -> dict[str, Any]:
@@ -115,6 +176,7 @@ def _summary(sample: Sample, record: RawRecord, parts: list[str],
     return {
         "key": sample.key,
         "group": sample.group,
+        "split_key": f"{record.source}:{record.split_key}" if record.split_key else sample.group,
         "source": sample.source,
         "record_uid": record.uid,
         "task": sample.task,

@@ -98,7 +98,9 @@ class EyePacsReader(SourceReader):
                 continue
             out.append(RawRecord(source=self.name, record_id=f"{images_dir}/{image}", modality=self.modality,
                                  images=(on_disk[image + ext],), label=level,
-                                 meta={"row": f"{rel}:{row.line}"}, root=self.root))
+                                 meta={"row": f"{rel}:{row.line}"}, root=self.root,
+                                 # both eyes of one subject (<id>_left / <id>_right) share a split
+                                 split_key=f"subject/{image.rsplit('_', 1)[0]}"))
         for name, path in on_disk.items():
             if name[: -len(ext)] not in seen:
                 out.append(self.reject(f"{images_dir}/{name[: -len(ext)]}", path, "image_without_label"))

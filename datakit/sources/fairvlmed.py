@@ -5,6 +5,8 @@ Released layout (``notes/source-layouts.md`` section 11)::
     FairVLMed/{Training,Validation,Testing}/data_<5 digits>.npz
     FairVLMed/gpt-4_summarized_notes.csv      (npz file name in column 0, summary in column 2)
 
+The split folders are an option (``splits``); one third-party loader reads ``Test/``.
+
 Each NPZ holds the fundus image under ``slo_fundus`` (README, ``modules.py``; an older loader reads
 ``fundus_slo``, so ``fundus_keys`` tries both in order), the clinical ``note`` (a 0-d string
 array), ``glaucoma`` (0/1) and demographic codes that are not read. The image is not a file, so it

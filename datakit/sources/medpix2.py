@@ -124,7 +124,8 @@ class MedPix2Reader(SourceReader):
         return RawRecord(source=self.name, record_id=image_id, images=(image,), root=self.root,
                          modality=_MODALITY.get(kind, kind.lower() or self.modality),
                          meta={"case": case_id, "texts": texts, "entry": where,
-                               "cases_file": self.opts["cases"]})
+                               "cases_file": self.opts["cases"]},
+                         split_key=f"case/{case_id}" if case_id else None)
 
     def load(self, record: RawRecord) -> LoadedRecord:
         image = record.images[0]

@@ -14,15 +14,18 @@ every bad row becomes a rejection whose path is ``metadata.csv:<line>``, so a da
 open the file at that line. Reason codes: ``non_utf8``, ``malformed_row`` (wrong field count or
 unparseable CSV), ``missing_label``, ``unknown_label``, ``malformed_value`` (a field that is not
 ``True``/``False``/a number/a known region), ``missing_image`` (``img_id`` not found),
-``duplicate_row`` (an ``img_id`` seen before; the first row wins). Images that no row names are
-``image_without_metadata``; a second file with the same name elsewhere under ``images/`` is
-``duplicate_image_file``.
+``duplicate_row`` (an ``img_id`` seen before; the first row wins). A file that cannot be read or
+lacks the ``img_id``/``diagnostic`` columns is one ``unreadable_file``/``malformed_csv`` rejection.
+Images that no row names are ``image_without_metadata``; a second file with the same name
+elsewhere under ``images/`` is ``duplicate_image_file``.
 
 Metadata is normalised here so converters never see the quirks: ``True``/``False`` strings become
 booleans; ``UNK``, empty and ``NÃO ENCONTRADO`` mean unknown and the field is left out; numbers
 become int/float; ``region`` and ``gender`` are lower-cased; ``BRASIL`` is spelled ``BRAZIL``;
-``fitspatrick`` (sic) is stored as ``fitzpatrick``. Assumptions: no quoted field spans lines, and
-the top folder name ``PAD-UFES-20`` is UNCONFIRMED (a recipe ``path`` may name another).
+``fitspatrick`` (sic) is stored as ``fitzpatrick``. One record per image, id ``img_id``; a lesion
+photographed several times gives several records, all with the patient's ``split_key`` so a
+patient's images never straddle train and val. The top
+folder name ``PAD-UFES-20`` is UNCONFIRMED (a recipe ``path`` may name another).
 """
 
 from __future__ import annotations
@@ -195,7 +198,8 @@ class PadUfes20Reader(SourceReader):
             return row_rejection(self.name, rel, row.line, "malformed_value", str(e))
         return RawRecord(source=self.name, record_id=f["img_id"], modality=self.modality,
                          images=(image,), label=self._labels[code],
-                         meta={"metadata": metadata, "row": f"{rel}:{row.line}"}, root=self.root)
+                         meta={"metadata": metadata, "row": f"{rel}:{row.line}"}, root=self.root,
+                         split_key=f"patient/{f['patient_id']}" if f.get("patient_id") else None)
 
     def _metadata(self, f: dict[str, str]) -> dict[str, Any]:
         """Known metadata values, normalised; raises ``ValueError`` naming a malformed field."""

@@ -196,3 +196,25 @@ def test_bad_recipe_fails_before_any_work(tmp_path):
     broken.write_text("name: [unclosed\n")
     res = subprocess.run([*DATAKIT, "build", str(broken)], cwd=REPO, capture_output=True, text=True)
     assert res.returncode == 2 and "malformed YAML" in res.stderr and str(broken) in res.stderr
+
+
+def test_records_sharing_a_split_key_share_a_split(tmp_path, sources_copy):
+    """PAD-UFES-20 images of one patient never straddle train and val (reader sets split_key)."""
+    from datakit.merge import assign_split
+
+    meta = sources_copy / "PAD-UFES-20" / "metadata.csv"
+    lines = meta.read_text().splitlines()
+    header, rows = lines[0], lines[1:]
+    # give every row the same patient: a single split key must put all its samples in one split
+    cols = header.split(",")
+    rows = [",".join(["PAT_1"] + r.split(",")[1:]) for r in rows]
+    meta.write_text("\n".join([header, *rows]) + "\n")
+    assert cols[0] == "patient_id"
+    build(load_recipe("dermoscopy"), sources_copy, tmp_path / "o")
+    manifest = pl.read_parquet(tmp_path / "o" / "manifest.parquet")
+    samples = manifest.filter(pl.col("kind") == "sample")
+    assert samples["record_uid"].n_unique() >= 3
+    assert samples["split"].n_unique() == 1
+    # while distinct keys do spread over both splits
+    spread = {assign_split(7, f"pad_ufes_20:patient/P{i}", 0.3) for i in range(50)}
+    assert spread == {"train", "val"}

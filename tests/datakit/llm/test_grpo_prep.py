@@ -1,0 +1,133 @@
+"""GRPO set from built shards: yes/no share, multiple choice made open-ended, seeded and stable."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from datakit.llm.grpo_prep import GRPOConfig, mcq_to_open, prepare_grpo, reference_answer
+from datakit.llm.tarball import scan_sample_tar
+from datakit.record import Media
+from datakit.sample import Sample, sample_key
+from datakit.shard_writer import AtomicTarWriter
+from llm_records import png_bytes
+
+_IMAGE = Media(data=png_bytes(9), ext="png", width=8, height=8)
+_OPTIONS = ["glioma", "meningioma", "pituitary tumour", "no tumour"]
+
+
+def _sample(i: int, kind: str) -> Sample:
+    lang = ("en", "zh")[i % 2]
+    q, answer, options, qtype = f"Question {i}: what is seen?", f"finding {i}", None, "open"
+    if kind == "mcq":
+        correct = i % 4
+        listed = "\n".join(f"{'ABCD'[j]}. {o}" for j, o in enumerate(_OPTIONS))
+        q = f"Which of the following is the diagnosis in case {i}?\n{listed}\nAnswer with the option's letter."
+        answer = ("ABCD"[correct], f"{'ABCD'[correct]}. {_OPTIONS[correct]}", _OPTIONS[correct])[i % 3]
+        options, qtype = list(_OPTIONS), "mcq"
+    elif kind == "yes_no":
+        q, answer = f"Is there a lesion in case {i}?", ("Yes", "No", "是", "否")[i % 4]
+        qtype = "yes_no" if i % 3 else "open"  # an open question answered yes/no counts as yes/no too
+    elif kind == "caption":
+        q, answer, qtype = "Describe this image.", f"A long caption {i}.", "caption"
+    return Sample(
+        key=sample_key("brain_tumor_mri", f"r{i}", kind, lang), source="brain_tumor_mri", modality="mri",
+        task=kind, lang=lang, group=f"brain_tumor_mri:r{i}", question_type=qtype,
+        conversation=[{"from": "human", "value": f"<image>\n{q}"}, {"from": "gpt", "value": answer}],
+        answer=answer, media=[_IMAGE], options=options, provenance={"converter": "labels"},
+    )
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> list[Path]:
+    """2,400 samples in three shards: 800 yes/no, 700 multiple choice, 700 open, 200 captions."""
+    kinds = ["yes_no"] * 8 + ["mcq"] * 7 + ["open"] * 7 + ["caption"] * 2
+    samples = [_sample(i, kinds[i % len(kinds)]) for i in range(2400)]
+    root = tmp_path_factory.mktemp("built")
+    paths = []
+    for n in range(3):
+        with AtomicTarWriter(root / f"train-{n:06d}.tar") as tar:
+            for s in samples[n * 800:(n + 1) * 800]:
+                tar.add_sample(s.key, s.parts())
+        paths.append(tar.path)
+    return paths
+
+
+def _read(out: Path) -> list[dict]:
+    return [json.loads(s.parts["json"]) | {"_parts": s.parts} for t in sorted(out.glob("*.tar"))
+            for s in scan_sample_tar(t)]
+
+
+_CFG = GRPOConfig(seed=3, target_size=1000, samples_per_shard=400)
+
+
+@pytest.fixture(scope="module")
+def drawn(shards, tmp_path_factory):
+    """One draw shared by the tests that only read it (each draw reads 2,400 samples twice)."""
+    out = tmp_path_factory.mktemp("grpo")
+    return out, prepare_grpo(shards, out, _CFG)
+
+
+def _check_share(out: Path, report, expected_total: int) -> None:
+    items = _read(out)
+    assert len(items) == sum(report.selected.values()) == expected_total
+    yes_no = sum(i["answer"] in ("Yes", "No", "是", "否") for i in items)
+    assert yes_no == report.selected["yes_no"]
+    assert abs(yes_no / len(items) - 0.05) <= 0.01
+    assert report.candidates == {"yes_no": 800, "mcq": 700, "open": 700}
+    assert report.dropped == {"ineligible_question_type": 200}
+
+
+def test_yes_no_share_is_five_percent_of_the_target(drawn):
+    _check_share(*drawn, expected_total=1000)
+
+
+def test_yes_no_share_holds_when_the_target_exceeds_the_supply(shards, tmp_path):
+    # 1,400 other questions are all taken; yes/no are cut to 5% of the result: 74 of 1,474.
+    report = prepare_grpo(shards, tmp_path, GRPOConfig(seed=3))
+    _check_share(tmp_path, report, expected_total=1400 + 74)
+
+
+def test_every_open_ended_item_keeps_its_reference_answer(drawn):
+    items = _read(drawn[0])
+    from_mcq = [i for i in items if i["provenance"].get("grpo", {}).get("from") == "mcq"]
+    assert len(from_mcq) > 300
+    for item in items:
+        assert item["question_type"] in ("open", "yes_no") and item["options"] is None
+        assert item["answer"] and item["conversations"][1]["value"] == item["answer"]
+        assert item["_parts"]["0.png"] == _IMAGE.data
+    for item in from_mcq:
+        case = int(item["conversations"][0]["value"].split("case ")[1].split("?")[0])
+        assert item["answer"] == _OPTIONS[case % 4]
+        human = item["conversations"][0]["value"]
+        assert human.startswith("<image>\nWhat is the diagnosis in case")
+        assert not any(o in human for o in _OPTIONS) and "letter" not in human
+
+
+def test_same_seed_same_set_other_seed_other_set(shards, drawn, tmp_path):
+    first, _ = drawn
+    prepare_grpo(shards, tmp_path / "again", _CFG)
+    prepare_grpo(shards, tmp_path / "other", GRPOConfig(seed=4, target_size=1000, samples_per_shard=400))
+    files = sorted(p.name for p in first.iterdir())
+    assert files == ["grpo-000000.tar", "grpo-000001.tar", "grpo-000002.tar", "grpo_report.json"]
+    for name in files:
+        assert (tmp_path / "again" / name).read_bytes() == (first / name).read_bytes()
+    keys = [{s.key for t in sorted(d.glob("*.tar")) for s in scan_sample_tar(t, read=frozenset())}
+            for d in (first, tmp_path / "other")]
+    assert len(keys[0]) == len(keys[1]) == 1000 and keys[0] != keys[1]
+
+
+def test_reference_answer_forms_and_chinese_rewrite():
+    assert reference_answer("B", _OPTIONS) == reference_answer("(b)", _OPTIONS) == "meningioma"
+    assert reference_answer("C. pituitary tumour", _OPTIONS) == "pituitary tumour"
+    assert reference_answer("No Tumour", _OPTIONS) == "no tumour"
+    assert reference_answer("E", _OPTIONS) is None and reference_answer("B. glioma", _OPTIONS) is None
+    d = {"lang": "zh", "options": ["胶质瘤", "脑膜瘤"], "answer": "B", "provenance": {},
+         "conversations": [{"from": "human", "value": "<image>\n以下哪项是诊断？\n选项：\nA. 胶质瘤\nB. 脑膜瘤"},
+                           {"from": "gpt", "value": "B"}]}
+    out = mcq_to_open(d)
+    assert out["conversations"][0]["value"] == "<image>\n什么是诊断？\n请用简短的词语回答问题。"
+    assert out["answer"] == "脑膜瘤" and out["provenance"]["grpo"]["options"] == ["胶质瘤", "脑膜瘤"]
+    assert mcq_to_open({**d, "answer": "Z"}) == "mcq_answer_not_in_options"
