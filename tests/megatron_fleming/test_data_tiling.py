@@ -1,0 +1,122 @@
+"""InternVL dynamic tiling: grids from a hand-derived table, tile order, thumbnail, normalisation,
+and the token count an image costs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from megatron_fleming.data.decode import PilTileDecoder
+from megatron_fleming.data.tiling import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    TilingConfig,
+    candidate_grids,
+    plan_tiles,
+    tile_image,
+)
+
+S = 448
+HALF = 0.5 * S * S  # the tie rule's threshold per tile: 100352 pixels
+
+# (width, height, min_tiles, max_tiles, expected (columns, rows), tiles incl. thumbnail, why).
+# Each row is derived by hand from the definition: nearest ratio columns/rows to width/height;
+# on an exactly equal difference a later candidate (candidates ordered by area) wins only when
+# width*height > HALF * columns * rows.
+GRIDS = [
+    (448, 448, 1, 12, (1, 1), 1, "ratio 1: (2,2) ties, but 200704 <= 4*HALF"),
+    (633, 633, 1, 12, (1, 1), 1, "400689 <= 4*HALF = 401408: stays (1,1)"),
+    (634, 634, 1, 12, (2, 2), 5, "401956 > 401408: (2,2); (3,3) needs > 903168"),
+    (1344, 1344, 1, 12, (3, 3), 10, "1806336 > 9*HALF = 903168; (4,4) is 16 > 12 tiles"),
+    (1000, 500, 1, 12, (2, 1), 3, "ratio 2: (4,2) ties, 500000 <= 8*HALF = 802816"),
+    (2000, 1000, 1, 12, (4, 2), 9, "ratio 2: (4,2) ties and 2000000 > 802816; (6,3) is 18 tiles"),
+    (800, 600, 1, 12, (4, 3), 13, "4/3 exactly; no other grid <= 12 tiles has that ratio"),
+    (1920, 1080, 1, 12, (4, 2), 9, "1.778: 5/3 and 7/4 exceed 12 tiles; 2 (diff .222) beats "
+                                   "3/2 (.278); (4,2) ties (2,1) and 2073600 > 802816"),
+    (960, 540, 1, 12, (2, 1), 3, "same ratio, 518400 <= 802816: the tie keeps (2,1)"),
+    (100, 1000, 1, 12, (1, 10), 11, "ratio 0.1 = 1/10 exactly"),
+    (4000, 300, 1, 12, (12, 1), 13, "13.3: the widest grid, 12/1"),
+    (600, 800, 1, 2, (1, 2), 3, "0.75: (1,1) and (1,2) both .25 away; 480000 > 2*HALF"),
+    (150, 200, 1, 2, (1, 1), 1, "0.75: same tie, 30000 <= 2*HALF keeps (1,1)"),
+    (448, 448, 2, 6, (2, 2), 5, "(1,1) excluded by min_tiles; ratio 1 exactly"),
+    # min=max=2: (1,2) and (2,1) are both .75 away from 1.25. InternVL's candidate list (a set
+    # sorted by area) holds (1,2) before (2,1), so (2,1) replaces it only for a large image.
+    (500, 400, 2, 2, (1, 2), 3, "tie, 200000 <= 2*HALF = 200704: first candidate (1,2) stays"),
+    (600, 480, 2, 2, (2, 1), 3, "tie, 288000 > 200704: (2,1) replaces (1,2)"),
+]
+
+
+@pytest.mark.parametrize("w,h,lo,hi,grid,tiles,why", GRIDS, ids=[f"{g[0]}x{g[1]}-{g[2]}..{g[3]}" for g in GRIDS])
+def test_grid_matches_internvl(w, h, lo, hi, grid, tiles, why):
+    plan = plan_tiles(w, h, TilingConfig(min_tiles=lo, max_tiles=hi))
+    assert (plan.columns, plan.rows) == grid, why
+    assert plan.num_tiles == tiles, why
+
+
+def test_candidates_cover_the_tile_range_in_area_order():
+    grids = candidate_grids(1, 12)
+    areas = [c * r for c, r in grids]
+    assert areas == sorted(areas) and min(areas) == 1 and max(areas) == 12
+    # every (c, r) with c*r in [1, 12], exactly once: 35 of them
+    assert len(grids) == len(set(grids)) == sum(1 for c in range(1, 13) for r in range(1, 13) if c * r <= 12)
+    assert grids.index((1, 2)) < grids.index((2, 1))  # the order the 500x400 tie above relies on
+
+
+def _quadrants(w: int, h: int, colours: list[tuple[int, int, int]], cols: int, rows: int) -> Image.Image:
+    a = np.zeros((h, w, 3), dtype=np.uint8)
+    for r in range(rows):
+        for c in range(cols):
+            a[r * h // rows:(r + 1) * h // rows, c * w // cols:(c + 1) * w // cols] = colours[r * cols + c]
+    return Image.fromarray(a)
+
+
+def test_tiles_are_row_major_then_thumbnail():
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)]
+    image = _quadrants(896, 896, colours, 2, 2)
+    plan = plan_tiles(896, 896, TilingConfig())
+    assert (plan.columns, plan.rows, plan.num_tiles) == (2, 2, 5)
+    tiles = tile_image(image, plan, S)
+    assert [t.size for t in tiles] == [(S, S)] * 5
+    for tile, colour in zip(tiles[:4], colours):  # top-left, top-right, bottom-left, bottom-right
+        assert np.all(np.asarray(tile) == colour)
+    thumb = np.asarray(tiles[4])  # the whole image at S x S: each quadrant's centre keeps its colour
+    for (r, c), colour in zip([(0, 0), (0, 1), (1, 0), (1, 1)], colours):
+        assert tuple(thumb[S // 4 + r * S // 2, S // 4 + c * S // 2]) == colour
+
+
+def test_single_tile_has_no_thumbnail_and_wide_image_two_plus_one():
+    assert plan_tiles(300, 300, TilingConfig()).num_tiles == 1
+    wide = plan_tiles(896, 448, TilingConfig())
+    assert (wide.columns, wide.rows, wide.thumbnail, wide.num_tiles) == (2, 1, True, 3)
+    no_thumb = plan_tiles(896, 448, TilingConfig(use_thumbnail=False))
+    assert no_thumb.num_tiles == 2
+
+
+def test_normalisation_is_imagenet_mean_std():
+    colours = [(255, 0, 0), (10, 200, 30)]
+    image = _quadrants(896, 448, colours, 2, 1)
+    pixels = PilTileDecoder(S)([image], [plan_tiles(896, 448, TilingConfig())])
+    assert pixels.shape == (3, 3, S, S) and pixels.dtype == torch.float32
+    raw = np.asarray(image, dtype=np.float64)
+    for tile, x0 in ((0, 0), (1, S)):
+        value = raw[0, x0]  # the tile is flat: its first pixel is every pixel
+        expected = (value / 255 - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)
+        got = pixels[tile].permute(1, 2, 0).reshape(-1, 3).double()
+        assert torch.allclose(got, torch.tensor(expected).expand_as(got), atol=1e-6)
+
+
+def test_grey_image_is_converted_to_rgb_before_tiling():
+    grey = Image.fromarray(np.full((448, 448), 128, dtype=np.uint8), mode="L")
+    pixels = PilTileDecoder(S)([grey], [plan_tiles(448, 448, TilingConfig())])
+    assert pixels.shape == (1, 3, S, S)
+    for ch in range(3):
+        assert torch.allclose(pixels[0, ch], torch.tensor((128 / 255 - IMAGENET_MEAN[ch]) / IMAGENET_STD[ch]))
+
+
+def test_bad_configs_are_refused():
+    with pytest.raises(ValueError, match="min_tiles"):
+        TilingConfig(min_tiles=3, max_tiles=2)
+    with pytest.raises(ValueError, match="empty"):
+        plan_tiles(0, 10, TilingConfig())
