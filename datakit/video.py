@@ -12,7 +12,7 @@ that form is for a trainer that samples frames itself; the current one skips suc
 ``inference_video`` passes ``num_segments = int(duration)``, one frame per second, to
 ``get_frame_indices`` with no time bound)::
 
-    n     = int(frame_count / fps)           # here at least 1 and at most max_frames
+    n     = int(frame_count / fps)           # here at least 1, at most max_frames and frame_count
     seg   = (frame_count - 1) / n
     index = int(seg / 2 + round_half_even(seg * i)),   i = 0 .. n - 1
 
@@ -95,13 +95,15 @@ class VideoMedia:
 
 
 def demo_frame_indices(frame_count: int, fps: float, max_frames: int) -> list[int]:
-    """Frame indices at one per second, as the demo's ``get_frame_indices`` computes them."""
-    n = min(max(int(frame_count / fps), 1), max_frames)
+    """Frame indices at one per second, as the demo's ``get_frame_indices`` computes them
+    (never more frames than the clip has, so a sub-1-fps clip repeats none)."""
+    n = min(max(int(frame_count / fps), 1), max_frames, frame_count)
     seg = float(frame_count - 1) / n
     return [int(seg / 2 + np.round(seg * i)) for i in range(n)]
 
 
-def _decord(data: bytes, max_frames: int) -> DecodedFrames:
+def decode_with_decord(data: bytes, max_frames: int = 32) -> DecodedFrames:
+    """The sampled frames by decord; its own errors propagate (``decode_frames`` catches them)."""
     import decord
 
     reader = decord.VideoReader(io.BytesIO(data), ctx=decord.cpu(0), num_threads=1)
@@ -115,9 +117,9 @@ def _decord(data: bytes, max_frames: int) -> DecodedFrames:
                          frame_count=count, fps=fps, decoder="decord")
 
 
-def _pyav(data: bytes, max_frames: int, path: str) -> DecodedFrames:
-    """Decode in order and keep the sampled frames; the whole stream is decoded, so a file
-    cut short is caught even when every sampled frame precedes the cut."""
+def decode_with_pyav(data: bytes, path: str, max_frames: int = 32) -> DecodedFrames:
+    """The sampled frames by PyAV, the fallback. The whole stream is decoded in order, so a
+    file cut short is caught even when every sampled frame precedes the cut."""
     import av
 
     with av.open(io.BytesIO(data)) as container:
@@ -154,11 +156,11 @@ def decode_frames(data: bytes, path: str, max_frames: int = 32) -> DecodedFrames
     import decord
 
     try:
-        return _decord(data, max_frames)
+        return decode_with_decord(data, max_frames)
     except (decord.DECORDError, RuntimeError, ValueError) as first:  # open errors are RuntimeError
         decord_error = f"{type(first).__name__}: {str(first).strip()[:200]}"
     try:
-        return _pyav(data, max_frames, path)
+        return decode_with_pyav(data, path, max_frames)
     except av.error.FFmpegError as e:  # the container itself cannot be parsed
         raise Rejected("video_unreadable", path, f"decord: {decord_error}; pyav: {type(e).__name__}: {e}") from e
 

@@ -46,7 +46,7 @@ class SliceOptions:
     num_slices: int = DEMO_NUM_SLICES
     window: tuple[float, float] | None = None  # (centre, width); None: per-slice min-max
     expected_shape: tuple[int, int, int] | None = None  # (D, H, W) required, or any
-    png_compress_level: int = 1  # zlib level: 1 is ~6x faster than 6 on RGB slices, ~25% larger
+    png_compress_level: int = 1  # zlib: 1 encodes CT slices ~3.5x faster than 6 for ~20% more bytes
 
     def __post_init__(self) -> None:
         if not isinstance(self.num_slices, int) or self.num_slices < 1:
@@ -162,6 +162,16 @@ def slice_volume(vol: np.ndarray, opts: SliceOptions) -> VolumeSlices:
     indices = slice_indices(vol.shape[0], opts.num_slices)
     media = [encode_png(to_uint8(vol[i], opts.window), opts.png_compress_level) for i in indices]
     return VolumeSlices(media=media, indices=tuple(indices), depth=int(vol.shape[0]))
+
+
+def imaging_option(source: str, value: str) -> str:
+    """A reader's ``imaging`` option, checked once: templates name it in both languages."""
+    from datakit.converters.templates import vocabulary
+
+    if not vocabulary().has("modalities", value):
+        known = ", ".join(vocabulary().keys("modalities"))
+        raise ValueError(f"source {source}: imaging {value!r} has no translation in vocabulary.yaml; known: {known}")
+    return value
 
 
 def read_bytes(path: Path, rel: str) -> bytes:

@@ -14,8 +14,8 @@ Languages: captions exist only in English, so both tasks emit English only
 (``FREE_TEXT_LANGS``) whatever the recipe's ``langs``; the Chinese twins are the LLM translation
 step's job (``datakit.llm``, ``translate_zh``), which can pair the translated caption with the
 Chinese questions of the same pools. The one option, ``langs``, narrows a step's languages and
-states the choice in the recipe; asking for Chinese is an error. The LLM's multiple-choice questions about a clip are the
-``llm_enrich`` converter's ``video_mcq`` task, not this converter's.
+states the choice in the recipe; asking for Chinese is an error. The LLM's multiple-choice
+questions about a clip are the ``llm_enrich`` converter's ``video_mcq`` task, not this one's.
 """
 
 from __future__ import annotations

@@ -5,9 +5,9 @@ emitted only when the reader supplied what it needs:
 
 * ``report`` (``facts["report"]``, M3D-Cap and NIfTI sidecars): a question from the pool, the
   report as the answer (question type ``report``).
-* ``vqa_mcq`` / ``vqa_open`` (``facts["vqa"]``, M3D-VQA rows): the released question (wrapped
-  in a lead-in from the pool) with its lettered choices in released order, or alone with the
-  answer text.
+* ``vqa_mcq`` / ``vqa_open`` (``facts["vqa"]``, the M3D-VQA questions of the volume): one
+  sample per question, the released question (after a lead-in from the pool) with its lettered
+  choices in released order, or alone with the answer text.
 * ``plane_mcq`` / ``plane_open`` (``facts["plane"]``): which plane the slices are in, the three
   planes lettered in a seeded order (the same letter for both languages).
 * ``label_mcq`` / ``label_open`` (``facts["label"]``, NIfTI label sidecars): the folder's label
@@ -21,9 +21,9 @@ entirely from hand-translated templates and follow the recipe's ``langs``. The o
 ``langs``, narrows a step's languages and states the choice in the recipe; asking a free-text
 task for Chinese is an error.
 
-Samples carry ``facts["group"]`` as their group when the reader gives one (M3D names the volume,
-so its report and its questions share a split) and the reader's ``facts["provenance"]`` (slice
-indices, CSV row) in their provenance.
+Every sample of a record has the record as its group (one volume, one split, one dedup unit)
+and carries the reader's ``facts["provenance"]`` (slice indices, depth) in its provenance, plus
+the CSV row of its question for M3D-VQA.
 """
 
 from __future__ import annotations
@@ -65,16 +65,17 @@ def _open(question: str, reply: str, qid: str, aid: str | None = None) -> Render
     return RenderedQA(question=question, reply=reply, answer=reply, question_id=qid, answer_id=aid)
 
 
-def render(task: str, loaded: LoadedRecord, ctx: ConvertContext, lang: str) -> RenderedQA:
+def render(task: str, loaded: LoadedRecord, ctx: ConvertContext, lang: str, number: int = 0) -> RenderedQA:
+    """One task's question and answer in ``lang``; ``number`` picks the M3D-VQA question."""
     bank, facts, uid = template_bank(TEMPLATES), loaded.facts, loaded.record.uid
-    rng = rng_for(ctx.seed, uid, task, lang)
+    rng = rng_for(ctx.seed, uid, task, number, lang)
     words = {"imaging": vocabulary().term("modalities", facts.get("imaging", "ct"), lang)}
     phrasing = bank.pick(task, "question", lang, rng)
     qid = phrasing.template_id
     if task == "report":
         return _open(fill(phrasing, words), facts["report"], qid)
     if task.startswith("vqa_"):
-        vqa = facts["vqa"]
+        vqa = facts["vqa"][number]
         question = fill(phrasing, {**words, "question": vqa["question"]})
         if task == "vqa_mcq":
             return _mcq(question, list(vqa["options"]), vqa["answer_index"], lang, qid)
@@ -133,9 +134,12 @@ def volume_vqa(loaded: LoadedRecord, ctx: ConvertContext) -> list[Sample]:
     for task in ctx.tasks:
         if not _applies(task, facts):
             continue
-        for lang in step_langs(task, ctx):
-            sample = to_sample(loaded, converter=NAME, task=task, lang=lang, question_type=QUESTION_TYPES[task],
-                               qa=render(task, loaded, ctx, lang))
-            samples.append(dataclasses.replace(sample, group=facts.get("group", sample.group),
-                                               provenance={**sample.provenance, **extra}))
+        questions = facts["vqa"] if NEEDS[task] == "vqa" else [None]
+        for number, question in enumerate(questions):
+            row = {"row": question["row"], "m3d_question_type": question["question_type"]} if question else {}
+            for lang in step_langs(task, ctx):
+                sample = to_sample(loaded, converter=NAME, task=task, lang=lang, question_type=QUESTION_TYPES[task],
+                                   qa=render(task, loaded, ctx, lang, number),
+                                   key_task=f"{task}_{number + 1}" if question else None)
+                samples.append(dataclasses.replace(sample, provenance={**sample.provenance, **extra, **row}))
     return samples

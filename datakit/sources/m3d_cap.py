@@ -1,4 +1,5 @@
-"""M3D-Cap, CT volumes with radiology reports (Bai et al. 2024, ``BAAI-DCAI/M3D``).
+"""M3D-Cap, CT volumes with radiology reports (Bai et al. 2024, ``BAAI-DCAI/M3D``), with the
+M3D-VQA questions asked about them.
 
 Released preprocessed layout (``notes/source-layouts.md`` section 12; M3D's
 ``Data/process/m3d_cap_data_prepare.py`` writes it)::
@@ -6,33 +7,42 @@ Released preprocessed layout (``notes/source-layouts.md`` section 12; M3D's
     M3D_Cap_npy/M3D_Cap.json                                {split: [{"image", "text"}, ...]}
     M3D_Cap_npy/{ct_case,ct_quizze}/<caseID>/<series>.npy   1×32×256×256 float in [0, 1]
     M3D_Cap_npy/{ct_case,ct_quizze}/<caseID>/text.txt       the case's report
+    M3D-VQA/M3D_VQA_train.csv                               beside it (see ``m3d_vqa``)
 
-One record per series volume; every series of a case shares the case's report. Decisions:
+One record per series volume, with the case's report and the M3D-VQA questions whose
+``Image Path`` is that volume (``vqa_csvs``, read as ``m3d_vqa`` reads them). A volume is one
+input: dedup compares records by their images and the split keeps a record together, so the
+report and the questions of one volume are one record. Decisions:
 
 * The report is the text after ``study_findings:``, or after ``discussion:`` when the findings
   are shorter than 5 characters, or the whole text (M3D's own rule, so the raw ``M3D_Cap``
   ``.txt`` files and the already-filtered ``text.txt`` read the same). An empty report is
-  rejected (``empty_report``).
+  rejected (``empty_report``). A volume without a report still gives its questions.
 * Series of a split in ``exclude_splits`` (default ``test``, ``test1k``: M3D's evaluation
-  sets) are refused at discovery (``held_out_split``), so a training build never holds them.
-  Without ``split_file`` nothing is held out; a split file that is not the documented JSON is an
-  error, because guessing would leak test cases into training.
-* The plane (axial, coronal, sagittal) comes from the series name's first word (M3D names
-  series after Radiopaedia's, ``Axial_C__portal_venous_phase``); other names have no plane.
-* A case with a report but no volume yields ``report_without_volume``; a volume without a
-  report ``missing_report``; several ``.txt`` files and none named ``text.txt``
+  sets) are refused at discovery (``held_out_split``), and so are M3D-VQA rows about them, so a
+  training build never holds them. Without a split file (``split_file: null``, or the file
+  absent, which is logged) nothing is held out; a split file that is not the documented JSON is
+  an error, because guessing would leak test cases into training.
+* M3D-VQA rows are refused with their ``M3D-VQA/<file>.csv:<line>`` (relative to the folder
+  above the top folder, where ``Image Path`` starts) as ``m3d_vqa`` refuses them, and also when
+  their volume is not a record here (``volume_not_in_m3d_cap``: another subset). A listed CSV
+  that is absent is logged and skipped: questions are an addition to M3D-Cap.
+* The plane (axial, coronal, sagittal) comes from the series name's first word; other names
+  have no plane.
+* A case with a report but no volume yields ``report_without_volume``; a volume with neither a
+  report nor a question ``missing_report``; several ``.txt`` files and none named ``text.txt``
   ``ambiguous_report``. A missing subset folder is skipped (M3D-Cap is often fetched in part).
-* ``facts["group"]`` names the volume independently of the top folder, so M3D-VQA questions
-  over the same volume (``m3d_vqa``) land in the same split as its report.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 import re
 from collections.abc import Iterator
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from datakit.errors import Rejected
@@ -40,19 +50,12 @@ from datakit.record import LoadedRecord, RawRecord
 from datakit.registry import register_source
 from datakit.sources.base import Rejection, SourceReader
 from datakit.sources.busi import natural_key
-from datakit.volume import SliceOptions, as_volume, read_bytes, read_npy, slice_volume
+from datakit.sources.m3d_vqa import M3D_QUESTION_TYPES, M3D_SUBSETS, m3d_volume_key, questions_by_volume, series_plane
+from datakit.volume import SliceOptions, as_volume, imaging_option, read_bytes, read_npy, slice_volume
 
-M3D_SUBSETS = ("ct_case", "ct_quizze")
+log = logging.getLogger(__name__)
 REPORT_NAME = "text.txt"
-PLANES = ("axial", "coronal", "sagittal")
 _MIN_REPORT_CHARS = 5
-
-
-def m3d_volume_key(rel_path: str) -> str:
-    """``ct_case/<case>/<series>``: a volume's name from its path under any data root."""
-    parts = PurePosixPath(rel_path).with_suffix("").parts
-    start = next((i for i, p in enumerate(parts) if p in M3D_SUBSETS), 0)
-    return "/".join(parts[start:])
 
 
 def extract_report(text: str) -> str:
@@ -66,11 +69,6 @@ def extract_report(text: str) -> str:
                 break
             chosen = text
     return " ".join(chosen.split())
-
-
-def series_plane(series: str) -> str | None:
-    first = re.split(r"[_\s]+", series.strip().lower(), maxsplit=1)[0]
-    return first if first in PLANES else None
 
 
 def read_report(path: Path, rel: str) -> tuple[str, str]:
@@ -93,6 +91,8 @@ class M3DCapReader(SourceReader):
         "report_glob": "*.txt",
         "split_file": "M3D_Cap.json",  # relative to the top folder; null: no split file
         "exclude_splits": ["test", "test1k"],
+        "vqa_csvs": ["../M3D-VQA/M3D_VQA_train.csv"],  # relative to the top folder
+        "question_types": dict(M3D_QUESTION_TYPES),
         "imaging": "ct",
         # datakit.volume.SliceOptions
         "num_slices": 11,
@@ -104,12 +104,17 @@ class M3DCapReader(SourceReader):
     def __init__(self, root: Path, **options: Any) -> None:
         super().__init__(root, **options)
         self.slicing = SliceOptions.from_options(self.opts)
+        imaging_option(self.name, self.opts["imaging"])
+        self.data_root = Path(os.path.normpath(self.root / ".."))
 
     def _held_out(self) -> dict[str, str]:
         """Volume key -> split name, for the splits in ``exclude_splits``."""
         name = self.opts["split_file"]
         path = self.root / name if name else None
-        if path is None or not path.exists():
+        if path is None:
+            return {}
+        if not path.exists():
+            log.warning("%s: no split file %s; nothing is held out of this build", self.name, path)
             return {}
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
@@ -119,16 +124,33 @@ class M3DCapReader(SourceReader):
             raise ValueError(f"{path}: not an M3D split file ({{split: [{{image, text}}]}}): {e!r}") from e
         return {key: split for split, keys in entries.items() for key in keys}
 
+    def _questions(self) -> tuple[dict[str, list[dict[str, Any]]], list[Rejection]]:
+        files = [Path(os.path.normpath(self.root / name)) for name in self.opts["vqa_csvs"]]
+        for path in files:
+            if not path.is_file():
+                log.warning("%s: no M3D-VQA file %s; its questions are not attached", self.name, path)
+        types = {str(k): str(v) for k, v in self.opts["question_types"].items()}
+        grouped, refused = questions_by_volume(self.name, files, self.data_root, types, missing_ok=True)
+        by_key = {m3d_volume_key(p.relative_to(self.data_root).as_posix()): qs for p, qs in grouped.items()}
+        return by_key, refused
+
     def discover(self) -> Iterator[RawRecord | Rejection]:
         held_out = self._held_out()
+        questions, refused = self._questions()
+        yield from refused
         for subset in sorted(self.opts["subsets"]):
             folder = self.root / subset
             if not folder.is_dir():
                 continue
             for case in sorted((p for p in folder.iterdir() if p.is_dir()), key=lambda p: natural_key(p.name)):
-                yield from self._discover_case(subset, case, held_out)
+                yield from self._discover_case(subset, case, held_out, questions)
+        for key, orphans in sorted(questions.items()):  # rows whose volume gave no record above
+            reason = "held_out_split" if key in held_out else "volume_not_in_m3d_cap"
+            for q in orphans:
+                yield Rejection(source=self.name, record_id=q["row"], path=q["row"], reason=reason, detail=key)
 
-    def _discover_case(self, subset: str, case: Path, held_out: dict[str, str]) -> Iterator[RawRecord | Rejection]:
+    def _discover_case(self, subset: str, case: Path, held_out: dict[str, str],
+                       questions: dict[str, list[dict[str, Any]]]) -> Iterator[RawRecord | Rejection]:
         suffix = self.opts["volume_suffix"]
         volumes = sorted((p for p in case.iterdir() if p.name.endswith(suffix) and not p.name.startswith(".")),
                          key=lambda p: natural_key(p.name))
@@ -142,39 +164,35 @@ class M3DCapReader(SourceReader):
         report = named[0] if named else (reports[0] if len(reports) == 1 else None)
         for volume in volumes:
             record_id = f"{case_id}/{volume.name[: -len(suffix)]}"
-            split = held_out.get(m3d_volume_key(record_id))
+            split = held_out.get(record_id)
             if split is not None:
                 yield self.reject(record_id, volume, "held_out_split", f"listed in {split!r} of the split file")
-            elif report is None:
-                detail = f"{len(reports)} .txt files, none named {REPORT_NAME}" if reports else ""
-                yield self.reject(record_id, volume, "ambiguous_report" if reports else "missing_report", detail)
+                continue
+            asked = questions.pop(record_id, [])
+            if report is None and reports:
+                detail = f"{len(reports)} .txt files, none named {REPORT_NAME}"
+                yield self.reject(record_id, volume, "ambiguous_report", detail)
+            elif report is None and not asked:
+                yield self.reject(record_id, volume, "missing_report", "and no M3D-VQA question")
             else:
+                meta = {"report": report.relative_to(self.root).as_posix() if report else None, "questions": asked}
                 yield RawRecord(source=self.name, record_id=record_id, modality=self.modality, images=(volume,),
-                                meta={"report": self.rel(report)}, root=self.root)
-
-    def rel(self, path: Path) -> str:
-        return path.relative_to(self.root).as_posix()
+                                meta=meta, root=self.root)
 
     def load(self, record: RawRecord) -> LoadedRecord:
         volume = record.images[0]
         rel = record.rel(volume)
-        arr, digest = read_npy(volume, rel)
-        slices = slice_volume(as_volume(arr, rel, self.slicing.expected_shape), self.slicing)
+        facts: dict[str, Any] = {"vqa": list(record.meta["questions"]), "imaging": self.opts["imaging"],
+                                 "plane": series_plane(volume.name[: -len(self.opts["volume_suffix"])])}
+        digests: dict[str, str] = {}
         report_rel = record.meta["report"]
-        raw_report, report_digest = read_report(self.root / report_rel, report_rel)
-        report = extract_report(raw_report)
-        if not report:
-            raise Rejected("empty_report", report_rel)
-        return LoadedRecord(
-            record=record,
-            media=slices.media,
-            facts={
-                "report": report,
-                "plane": series_plane(volume.name[: -len(self.opts["volume_suffix"])]),
-                "imaging": self.opts["imaging"],
-                "group": f"m3d:{m3d_volume_key(rel)}",
-                "provenance": {"slice_indices": list(slices.indices), "depth": slices.depth,
-                               "report_file": report_rel},
-            },
-            file_sha256={rel: digest, report_rel: report_digest},
-        )
+        if report_rel is not None:
+            raw_report, digests[report_rel] = read_report(self.root / report_rel, report_rel)
+            facts["report"] = extract_report(raw_report)
+            if not facts["report"]:
+                raise Rejected("empty_report", report_rel)
+        arr, digests[rel] = read_npy(volume, rel)
+        slices = slice_volume(as_volume(arr, rel, self.slicing.expected_shape), self.slicing)
+        facts["provenance"] = {"slice_indices": list(slices.indices), "depth": slices.depth,
+                               **({"report_file": report_rel} if report_rel else {})}
+        return LoadedRecord(record=record, media=slices.media, facts=facts, file_sha256=digests)

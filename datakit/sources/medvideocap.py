@@ -133,7 +133,8 @@ class MedVideoCapReader(SourceReader):
             vid = str(row.get(o["id_field"]) or "").strip()
             brief = " ".join(str(row.get(o["brief_field"]) or "").split())
             detailed = " ".join(str(row.get(o["detailed_field"]) or "").split())
-            video = self.root / (str(row.get(o["video_field"]) or "").strip() or o["video_pattern"].format(id=vid))
+            named_as = str(row.get(o["video_field"]) or "").strip() or o["video_pattern"].format(id=vid)
+            video = self.root / named_as
             reason, detail = "", ""
             if not vid:
                 reason, detail = "missing_id", f"no {o['id_field']!r}"
@@ -142,15 +143,17 @@ class MedVideoCapReader(SourceReader):
             elif not (brief or detailed):
                 reason, detail = "missing_caption", f"empty {o['brief_field']!r} and {o['detailed_field']!r}"
             elif not video.is_file():
-                reason, detail = "missing_video_file", video.relative_to(self.root).as_posix()
+                reason, detail = "missing_video_file", named_as
             if reason:
-                out.append(Rejection(source=self.name, record_id=vid or place, path=place, reason=reason, detail=detail))
+                out.append(Rejection(source=self.name, record_id=vid or place, path=place, reason=reason,
+                                     detail=detail))
                 continue
             seen.add(vid)
             named.add(video)
             out.append(RawRecord(source=self.name, record_id=vid, modality=self.modality, images=(video,),
                                  text=detailed or None, meta={"brief_caption": brief, "row": place}, root=self.root))
-        unnamed = sorted(p for p in self.root.glob(o["video_pattern"].format(id="*")) if p.is_file() and p not in named)
+        pattern = o["video_pattern"].format(id="*")
+        unnamed = sorted(p for p in self.root.glob(pattern) if p.is_file() and p not in named)
         out.extend(self.reject(p.stem, p, "video_without_caption") for p in unnamed)
         yield from out
 

@@ -38,7 +38,7 @@ from datakit.registry import register_source
 from datakit.sources.base import Rejection, SourceReader
 from datakit.sources.busi import natural_key
 from datakit.sources.m3d_cap import read_report
-from datakit.volume import SliceOptions, as_volume, check_shape, read_bytes, slice_volume
+from datakit.volume import SliceOptions, as_volume, check_shape, imaging_option, read_bytes, slice_volume
 
 _PLANE_OF_AXIS = {"S": "axial", "I": "axial", "A": "coronal", "P": "coronal", "L": "sagittal", "R": "sagittal"}
 
@@ -92,6 +92,7 @@ class NiftiReader(SourceReader):
     def __init__(self, root: Path, **options: Any) -> None:
         super().__init__(root, **options)
         self.slicing = SliceOptions.from_options(self.opts)
+        imaging_option(self.name, self.opts["imaging"])
         if self.opts["slice_axis"] not in (0, 1, 2):
             raise ValueError(f"source nifti: slice_axis must be 0, 1 or 2, got {self.opts['slice_axis']!r}")
 
@@ -139,7 +140,7 @@ class NiftiReader(SourceReader):
         image, arr = load_nifti(data, rel)
         while arr.ndim > 3 and arr.shape[-1] == 1:
             arr = arr[..., 0]
-        check_shape(arr.shape, rel)  # 2-D and 4-D refused before the axes are moved
+        arr = arr.reshape(check_shape(arr.shape, rel))  # 2-D and 4-D refused before the axes move
         axis = self.opts["slice_axis"]
         display = np.rot90(np.moveaxis(arr, axis, 0), k=1, axes=(1, 2))
         slices = slice_volume(as_volume(display, rel, self.slicing.expected_shape), self.slicing)
@@ -150,11 +151,12 @@ class NiftiReader(SourceReader):
             "provenance": {"slice_indices": list(slices.indices), "depth": slices.depth, "slice_axis": axis},
         }
         digests = {rel: hashlib.sha256(data).hexdigest()}
-        if "report" in record.meta:
-            text, digests[record.meta["report"]] = read_report(self.root / record.meta["report"], record.meta["report"])
+        report_rel = record.meta.get("report")
+        if report_rel:
+            text, digests[report_rel] = read_report(self.root / report_rel, report_rel)
             report = " ".join(text.split())
             if not report:
-                raise Rejected("empty_report", record.meta["report"])
+                raise Rejected("empty_report", report_rel)
             facts["report"] = report
         if record.label:
             facts["label"] = record.label

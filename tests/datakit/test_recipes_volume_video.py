@@ -1,0 +1,157 @@
+"""The ct3d and video recipes end to end from the bundled samples: accounting, languages, groups,
+energon's loader, byte reproducibility; and the `all` recipe holding every other recipe."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+from PIL import Image
+
+from datakit.build import build
+from datakit.converters.base import ConvertContext
+from datakit.recipe import list_recipes, load_recipe
+from datakit.registry import get_converter
+from datakit.release import release_files
+from datakit.shard_writer import iter_samples
+from datakit.sources.m3d_cap import M3DCapReader
+
+BILINGUAL_TASKS = {"plane_mcq", "plane_open"}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, sample_sources):
+    root = tmp_path_factory.mktemp("volume_video")
+    return {name: build(load_recipe(name), sample_sources, root / name) for name in ("ct3d", "video")}
+
+
+def on_disk(out: Path) -> dict[str, dict[str, bytes]]:
+    return {key: parts for tar in sorted(out.glob("*/*.tar")) for key, parts in iter_samples(tar)}
+
+
+def release_bytes(out: Path) -> dict[str, str]:
+    return {rel: hashlib.sha256((out / rel).read_bytes()).hexdigest() for rel in release_files(out)}
+
+
+def test_ct3d_accounting_languages_and_groups(built):
+    summary = built["ct3d"].summary
+    acc = summary["accounting"]
+    assert acc["records"]["inputs"] == acc["records"]["emitted"] + acc["records"]["rejected"]
+    assert acc["samples"]["converted"] == acc["samples"]["emitted"] > 0
+    assert set(summary["sources"]) == {"m3d_cap", "nifti"}
+    # the test phantom, and the M3D-VQA row about it, are held out
+    assert summary["rejects"] == {"m3d_cap:held_out_split": 2}
+    docs = [json.loads(p["json"]) for p in on_disk(built["ct3d"].out).values()]
+    assert {d["task"] for d in docs} == {"report", "vqa_mcq", "vqa_open", "plane_mcq", "plane_open",
+                                         "label_mcq", "label_open"}
+    for d in docs:
+        assert d["modality"] == "volume" and len(d["media"]) == 11
+        assert d["lang"] == "en" or d["task"] in BILINGUAL_TASKS  # free text is English only
+        assert d["conversations"][0]["value"].startswith("<image>\n" * 11)
+    manifest = pl.read_parquet(built["ct3d"].out / "manifest.parquet").filter(pl.col("kind") == "sample")
+    records_of_group = manifest.group_by("group").agg(pl.col("record_uid").n_unique())
+    assert records_of_group["record_uid"].max() == 1  # dedup's unit: no group spans two records
+    volume = [d for d in docs if d["group"] == "m3d_cap:ct_quizze/000008/Axial_C__arterial_phase"]
+    assert sorted({d["task"] for d in volume}) == ["plane_mcq", "plane_open", "report", "vqa_mcq", "vqa_open"]
+    assert len([d for d in volume if d["task"] == "vqa_mcq"]) == 5  # one per M3D-VQA row of the volume
+    twins = {}
+    for d in docs:
+        if d["task"] == "plane_mcq":
+            twins.setdefault(d["group"], {})[d["lang"]] = d["answer"]
+    assert twins and all(t["en"] == t["zh"] for t in twins.values())  # same letter in both languages
+
+
+def test_video_accounting_and_frames(built):
+    summary = built["video"].summary
+    assert summary["accounting_line"].startswith("accounting OK")
+    assert summary["tasks"] == {"caption": 3, "summary": 3} and summary["langs"] == {"en": 6}
+    docs = {d["provenance"]["source_file"] + d["task"]: d
+            for d in (json.loads(p["json"]) for p in on_disk(built["video"].out).values())}
+    real = docs["videos/surgery_endoscopy_monitor.mp4summary"]
+    assert real["question_type"] == "summary" and [m["part"] for m in real["media"]] == [f"{i}.jpg" for i in range(6)]
+    assert real["provenance"]["frame_indices"] == [3, 11, 19, 27, 34, 42]
+    assert real["answer"].startswith("The clip opens on a darkened operating room")
+
+
+@pytest.mark.parametrize("name", ["ct3d", "video"])
+def test_energon_loader_round_trips_every_sample(built, name):
+    from megatron.energon import DefaultTaskEncoder, WorkerConfig, get_loader, get_train_dataset, get_val_dataset
+    from megatron.energon.flavors.webdataset.sample_decoder import SampleDecoder
+
+    from datakit.energon_format import COOKERS
+
+    class Encoder(DefaultTaskEncoder):
+        cookers = COOKERS
+        decoder = SampleDecoder(image_decode="pil")
+
+    out = built[name].out
+    expected = on_disk(out)
+    splits = yaml.safe_load((out / ".nv-meta" / "split.yaml").read_text())["split_parts"]
+    wc = WorkerConfig(rank=0, world_size=1, num_workers=0)
+    seen = {}
+    for split in (s for s, parts in splits.items() if parts):
+        ds = get_val_dataset(out, split_part=split, worker_config=wc, batch_size=None, task_encoder=Encoder())
+        seen.update({s.__key__: s for s in get_loader(ds)})
+    assert set(seen) == set(expected)
+    for key, sample in seen.items():
+        doc = json.loads(expected[key]["json"])
+        assert sample.conversation == doc["conversations"] and sample.meta["task"] == doc["task"]
+        assert sum(t["value"].count("<image>") for t in sample.conversation) == len(sample.images) == len(doc["media"])
+        for im, part in zip(sample.images, (m["part"] for m in doc["media"])):
+            ref = Image.open(io.BytesIO(expected[key][part]))
+            assert im.size == ref.size and im.tobytes() == ref.convert(im.mode).tobytes()
+    train = get_train_dataset(out, split_part="train", worker_config=wc, batch_size=2, shuffle_buffer_size=8,
+                              max_samples_per_sequence=4, task_encoder=Encoder())
+    assert len(next(iter(get_loader(train))).__key__) == 2
+
+
+@pytest.mark.parametrize("name", ["ct3d", "video"])
+def test_rebuild_is_byte_identical(built, name, tmp_path, sample_sources):
+    again = build(load_recipe(name), sample_sources, tmp_path / name, workers=2, slice_size=3)
+    assert release_bytes(again.out) == release_bytes(built[name].out)
+    assert again.release_sha256 == built[name].release_sha256
+
+
+def _steps(recipe) -> dict[str, tuple]:
+    return {s.source: (s.path, json.dumps(s.options, sort_keys=True),
+                       [(c.converter, c.tasks, json.dumps(c.options, sort_keys=True)) for c in s.convert])
+            for s in recipe.sources}
+
+
+def test_all_recipe_holds_every_source_of_every_other_recipe():
+    everything = _steps(load_recipe("all"))
+    others = [name for name in list_recipes() if name != "all"]
+    assert {"ultrasound", "ct3d", "video"} <= set(others)
+    covered = set()
+    for name in others:
+        for source, steps in _steps(load_recipe(name)).items():
+            assert everything.get(source) == steps, f"recipe {name}: source {source} differs in all.yaml"
+            covered.add(source)
+    assert covered == set(everything)  # and nothing that no modality recipe has
+
+
+def test_free_text_tasks_refuse_chinese(sample_sources):
+    reader = M3DCapReader(sample_sources / "M3D_Cap_npy")
+    record = next(r for r in reader.discover() if hasattr(r, "images"))
+    loaded = reader.load(record)
+    convert = get_converter("volume_vqa").fn
+    ctx = ConvertContext(seed=1, tasks=("report", "plane_mcq"), langs=("en", "zh"))
+    assert sorted((s.task, s.lang) for s in convert(loaded, ctx)) == [
+        ("plane_mcq", "en"), ("plane_mcq", "zh"), ("report", "en")]
+    with pytest.raises(ValueError, match="LLM translation"):
+        convert(loaded, ConvertContext(seed=1, tasks=("report",), langs=("en", "zh"), options={"langs": ["zh"]}))
+
+
+@pytest.mark.parametrize("bank", ["volume", "video"])
+def test_every_task_has_ten_phrasings_per_language(bank):
+    from datakit.converters.templates import template_bank
+
+    templates = template_bank(bank)
+    for task in templates.tasks:
+        for lang in ("en", "zh"):
+            assert len(templates.pool(task, "question", lang)) >= 10, (bank, task, lang)
