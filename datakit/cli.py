@@ -138,6 +138,22 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_blend(args: argparse.Namespace) -> int:
+    from datakit.metadataset import recipe_blend, write_metadataset
+
+    weights = {}
+    for item in args.weights:
+        name, sep, w = item.partition("=")
+        if not sep:
+            print(f"datakit blend: expected RECIPE=WEIGHT, got {item!r}", file=sys.stderr)
+            return 2
+        weights[name] = float(w)
+    root = Path(args.shards)
+    path = write_metadataset(Path(args.out) if args.out else root / "blend.yaml", recipe_blend(root, weights))
+    print(f"wrote {path}")
+    return 0
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from datakit.release import compare_with_lock
 
@@ -213,6 +229,12 @@ def make_parser() -> argparse.ArgumentParser:
     mg.add_argument("--out", required=True)
     mg.add_argument("--keep-work", action="store_true")
     mg.set_defaults(fn=cmd_merge)
+
+    bl = sub.add_parser("blend", help="write an Energon metadataset blending built recipes by weight")
+    bl.add_argument("weights", nargs="+", metavar="RECIPE=WEIGHT")
+    bl.add_argument("--shards", default="shards", help="folder holding the built recipes")
+    bl.add_argument("--out", help="metadataset YAML (default: SHARDS/blend.yaml)")
+    bl.set_defaults(fn=cmd_blend)
 
     v = sub.add_parser("verify", help="compare a build with its committed lock file")
     v.add_argument("recipe")
