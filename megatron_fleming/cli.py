@@ -1,0 +1,92 @@
+"""The ``fleming`` command. Each subcommand parses its arguments here and calls one library function.
+
+    fleming convert hf-to-mcore --hf DIR --out DIR --tp N --pp M [--verify]
+    fleming convert mcore-to-hf --mcore DIR --out DIR [--layout internvl|transformers]
+
+Subcommands register themselves through `add_*_parser` functions, so `train` and `eval` can join
+without touching the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+
+def _cmd_hf_to_mcore(args: argparse.Namespace) -> int:
+    from megatron_fleming.convert import HFToMcore, hf_to_mcore
+    from megatron_fleming.convert.launch import is_rank_zero, resolve_device
+
+    diff = hf_to_mcore(HFToMcore(
+        hf=args.hf, out=args.out, tensor_parallel=args.tp, pipeline_parallel=args.pp,
+        device=resolve_device(args.device), dtype=args.dtype,
+        vision_padded_heads=args.vision_padded_heads, verify=args.verify))
+    if not is_rank_zero():
+        return 0
+    print(f"wrote Megatron checkpoint {args.out} (TP={args.tp}, PP={args.pp})")
+    if diff is None:
+        return 0
+    ok = diff <= args.tolerance
+    print(f"verify: {'ok' if ok else 'FAILED'} (tolerance {args.tolerance:g})")
+    print(f"max_abs_logits_diff={diff:.3e}")
+    return 0 if ok else 1
+
+
+def _cmd_mcore_to_hf(args: argparse.Namespace) -> int:
+    from megatron_fleming.convert import McoreToHF, mcore_to_hf
+    from megatron_fleming.convert.launch import resolve_device
+
+    layout = mcore_to_hf(McoreToHF(mcore=args.mcore, out=args.out, layout=args.layout,
+                                   device=resolve_device(args.device)))
+    print(f"wrote Hugging Face checkpoint {args.out} ({layout} layout)")
+    return 0
+
+
+def add_convert_parser(commands: argparse._SubParsersAction) -> None:
+    convert = commands.add_parser("convert", help="convert checkpoints between Hugging Face and Megatron")
+    directions = convert.add_subparsers(dest="direction", required=True)
+
+    to_mcore = directions.add_parser(
+        "hf-to-mcore", help="Hugging Face InternVL (either layout) -> Megatron distributed checkpoint",
+        description="Runs on tp*pp ranks: spawned here, or the ranks of a torchrun launch.")
+    to_mcore.add_argument("--hf", type=Path, required=True, help="Hugging Face checkpoint folder")
+    to_mcore.add_argument("--out", type=Path, required=True, help="Megatron checkpoint folder to write")
+    to_mcore.add_argument("--tp", type=int, default=1, help="tensor-parallel size")
+    to_mcore.add_argument("--pp", type=int, default=1, help="pipeline-parallel size")
+    to_mcore.add_argument("--dtype", choices=("auto", "fp32", "bf16"), default="auto",
+                          help="weights dtype in the checkpoint (auto: as in the Hugging Face files)")
+    to_mcore.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    to_mcore.add_argument("--vision-padded-heads", type=int, default=None,
+                          help="ViT heads incl. zero padding (default: next multiple of --tp)")
+    to_mcore.add_argument("--verify", action="store_true",
+                          help="run both models in fp32 and print max_abs_logits_diff last")
+    to_mcore.add_argument("--tolerance", type=float, default=1e-4,
+                          help="--verify fails (exit 1) above this max absolute logits difference")
+    to_mcore.set_defaults(func=_cmd_hf_to_mcore)
+
+    to_hf = directions.add_parser("mcore-to-hf", help="Megatron distributed checkpoint -> Hugging Face")
+    to_hf.add_argument("--mcore", type=Path, required=True, help="Megatron checkpoint folder")
+    to_hf.add_argument("--out", type=Path, required=True, help="Hugging Face folder to write")
+    to_hf.add_argument("--layout", choices=("internvl", "transformers"), default=None,
+                       help="default: the layout the checkpoint was converted from")
+    to_hf.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu")
+    to_hf.set_defaults(func=_cmd_mcore_to_hf)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fleming", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_convert_parser(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
