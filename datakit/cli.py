@@ -53,6 +53,8 @@ def print_summary(summary: dict, out: Path, release: str) -> None:
     if summary.get("llm"):
         client = summary["llm"]["client"]
         print("  llm: " + ", ".join(f"{k}={v}" for k, v in client.items() if not isinstance(v, dict)))
+    for line in summary.get("dedup_lines", []):
+        print(f"  dedup: {line}")
     print(f"  {summary['accounting_line']}")
     print(f"  release sha256 {release}")
 
@@ -154,6 +156,22 @@ def cmd_blend(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_decontam(args: argparse.Namespace) -> int:
+    from datakit.dedup import decontam
+
+    if args.action == "add":
+        info = decontam.add_benchmark(args.name, Path(args.dir), registry=args.registry, split=args.split,
+                                      workers=args.workers)
+        print(f"registered {args.name}: {info}")
+    elif args.action == "list":
+        for b in decontam.list_benchmarks(args.registry):
+            print("  " + ", ".join(f"{k}={v}" for k, v in b.items()))
+    else:
+        decontam.remove_benchmark(args.name, args.registry)
+        print(f"removed {args.name}")
+    return 0
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from datakit.release import compare_with_lock
 
@@ -235,6 +253,20 @@ def make_parser() -> argparse.ArgumentParser:
     bl.add_argument("--shards", default="shards", help="folder holding the built recipes")
     bl.add_argument("--out", help="metadataset YAML (default: SHARDS/blend.yaml)")
     bl.set_defaults(fn=cmd_blend)
+
+    dc = sub.add_parser("decontam", help="register evaluation benchmarks every build is checked against")
+    dsub = dc.add_subparsers(dest="action", required=True)
+    add = dsub.add_parser("add", help="hash a benchmark's images (its released layout, or any image folder)")
+    add.add_argument("name")
+    add.add_argument("dir")
+    add.add_argument("--split", default="test", help="test (where the layout records one) or all")
+    add.add_argument("--workers", type=int, default=1)
+    dsub.add_parser("list", help="registered benchmarks")
+    rm = dsub.add_parser("rm", help="unregister a benchmark")
+    rm.add_argument("name")
+    for p_ in (add, dsub.choices["list"], rm):
+        p_.add_argument("--registry", help="registry folder (default: $DATAKIT_DECONTAM_DIR or work/decontam)")
+    dc.set_defaults(fn=cmd_decontam)
 
     v = sub.add_parser("verify", help="compare a build with its committed lock file")
     v.add_argument("recipe")

@@ -15,6 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from datakit import energon_format
+from datakit.dedup.config import DedupConfig
+from datakit.dedup.decontam import decontam_stages
+from datakit.dedup.image_hash import ImageSignature
+from datakit.dedup.report import format_report, write_report
+from datakit.dedup.stages import DedupResult, deduplicate
+from datakit.dedup.summary import SampleSummary
 from datakit.manifest import Manifest, accounting_line, check_accounting
 from datakit.plan import BuildPlan
 from datakit.release import release_checksums
@@ -44,6 +50,7 @@ def merge(plan: BuildPlan, work: Path, out: Path, extra: dict[str, Any] | None =
         manifest.add(kind="record", id=j.manifest_id, source=j.source, record_uid=j.uid, path=j.path,
                      status="rejected", reason=j.reason, detail=j.detail, n_samples=0)
     summaries: list[dict[str, Any]] = []
+    signatures: dict[str, Any] = {}
     n_drops = 0
     for index in range(plan.n_slices):
         tar_path, result_path = slice_paths(work, index)
@@ -53,6 +60,7 @@ def merge(plan: BuildPlan, work: Path, out: Path, extra: dict[str, Any] | None =
         for s in doc["samples"]:
             s["slice_tar"] = str(tar_path)
             summaries.append(s)
+        signatures.update((k, v) for k, v in doc["signatures"].items() if v is not None)
         for d in doc.get("drops", []):
             manifest.add(kind="sample", source=d["record_uid"].split(":", 1)[0], **d)
             n_drops += 1
@@ -61,8 +69,12 @@ def merge(plan: BuildPlan, work: Path, out: Path, extra: dict[str, Any] | None =
         dup = next(k for k, c in keys.items() if c > 1)
         raise RuntimeError(f"two samples share the key {dup!r}: a converter bug")
 
+    dedup = _deduplicate(plan, summaries, signatures, manifest)
+    gone = {r.key for r in dedup.drops}
     by_split: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for s in summaries:
+        if s["key"] in gone:
+            continue
         s["split"] = assign_split(plan.seed, s["split_key"], plan.recipe.val_fraction)
         by_split[s["split"]].append(s)
 
@@ -85,9 +97,12 @@ def merge(plan: BuildPlan, work: Path, out: Path, extra: dict[str, Any] | None =
         energon_format.prepare(out, shard_paths)
     checksums, release = release_checksums(out)
 
+    _settle_record_statuses(manifest)
     acc = check_accounting(manifest, records_discovered=len(plan.records) + len(plan.rejections),
                            samples_converted=len(summaries) + n_drops)
     summary = _summary(plan, manifest, acc)
+    summary["dedup"] = write_report(dedup, out, registry=None)
+    summary["dedup_lines"] = format_report(summary["dedup"])
     summary.update(extra or {})
     manifest.write(out / "manifest.parquet")
     build_doc = {
@@ -99,6 +114,46 @@ def merge(plan: BuildPlan, work: Path, out: Path, extra: dict[str, Any] | None =
     }
     (out / "build.json").write_bytes(canonical_json(build_doc))
     return BuildResult(out=out, summary=summary, checksums=checksums, release_sha256=release)
+
+
+def _deduplicate(plan: BuildPlan, summaries: list[dict[str, Any]], signatures: dict[str, Any],
+                 manifest: Manifest) -> DedupResult:
+    """Decontamination, exact/near image and near text dedup across every source of the recipe;
+    one manifest row per dropped sample (status, the kept key or benchmark file, stage, distance)."""
+    cfg = DedupConfig.from_recipe(plan.recipe.dedup)
+    result = deduplicate(
+        [SampleSummary.from_dict(s) for s in summaries],
+        {k: ImageSignature.from_dict(v) for k, v in signatures.items()},
+        cfg,
+        source_priority=[s.source for s in plan.recipe.sources],
+        stages=decontam_stages(cfg),
+    )
+    by_key = {s["key"]: s for s in summaries}
+    for r in result.drops:
+        s = by_key[r.key]
+        detail = f"{r.benchmark}: {r.matched_file}" if r.status == "contaminated" else ""
+        manifest.add(kind="sample", id=r.key, source=s["source"], record_uid=s["record_uid"], status=r.status,
+                     reason=r.stage, detail=detail, task=s["task"], lang=s["lang"], group=s["group"],
+                     duplicate_of=r.duplicate_of, stage=r.stage, distance=float(r.distance))
+    return result
+
+
+def _settle_record_statuses(manifest: Manifest) -> None:
+    """A record none of whose samples was emitted takes the status of its samples' drop
+    (duplicate or contaminated), so the record-level invariant counts it once, correctly."""
+    emitted, dropped = set(), {}
+    for r in manifest.rows:
+        if r["kind"] == "sample" and r.get("record_uid"):
+            if r["status"] == "emitted":
+                emitted.add(r["record_uid"])
+            elif r["status"] in ("duplicate", "contaminated"):
+                dropped.setdefault(r["record_uid"], r)
+    for r in manifest.rows:
+        uid = r.get("record_uid")
+        if r["kind"] == "record" and r["status"] == "emitted" and uid in dropped and uid not in emitted:
+            d = dropped[uid]
+            r.update(status=d["status"], reason=d["stage"], duplicate_of=d.get("duplicate_of"),
+                     detail=d.get("detail") or "", stage=d["stage"], distance=d.get("distance"))
 
 
 def _write_shard(path: Path, items: list[dict[str, Any]]) -> None:

@@ -133,6 +133,12 @@ def parse_recipe(raw: Any, path: Path) -> Recipe:
     dedup = raw.get("dedup", {}) or {}
     if not isinstance(dedup, dict):
         raise fail("dedup", "must be a mapping")
+    from datakit.dedup.config import DedupConfig
+
+    try:
+        DedupConfig.from_recipe(dedup)
+    except (RecipeError, ValueError, TypeError) as e:
+        raise RecipeError(f"{path}: {e}") from e
 
     srcs = raw["sources"]
     if not isinstance(srcs, list) or not srcs:

@@ -19,7 +19,9 @@ from datakit import registry
 from datakit.converters.base import ConvertContext
 from datakit.errors import Rejected
 from datakit.plan import BuildPlan
-from datakit.record import LoadedRecord, RawRecord
+from datakit.dedup.image_hash import signature
+from datakit.media import decode_image
+from datakit.record import LoadedRecord, Media, RawRecord
 from datakit.sample import Sample, canonical_json
 from datakit.shard_writer import AtomicTarWriter
 
@@ -82,6 +84,7 @@ def run_slice(plan: BuildPlan, work: Path, index: int, llm: Any = None) -> Path:
     summaries: list[dict[str, Any]] = []
     drops: list[dict[str, Any]] = []
     pending: list[tuple[RawRecord, LoadedRecord, list[Sample]]] = []
+    signatures: dict[str, Any] = {}  # media sha256 -> dedup signature, each image hashed once
     with AtomicTarWriter(tar_path) as tar:
 
         def finish(record: RawRecord, samples: list[Sample], record_drops: list[dict[str, Any]]) -> None:
@@ -97,6 +100,9 @@ def run_slice(plan: BuildPlan, work: Path, index: int, llm: Any = None) -> Path:
                 record_rows.append(_record_row(record, "rejected", "no_samples", record.primary_file,
                                                "no converter task applies to this record", 0))
             for sample in samples:
+                for m in sample.media:
+                    if m.sha256 not in signatures:
+                        signatures[m.sha256] = image_signature(m)
                 parts = sample.parts()
                 tar.add_sample(sample.key, parts)
                 summaries.append(_summary(sample, record, [p for p, _ in parts], tar.offsets))
@@ -114,11 +120,18 @@ def run_slice(plan: BuildPlan, work: Path, index: int, llm: Any = None) -> Path:
         for record, samples, record_drops in _run_llm_steps(plan, pending, llm):
             finish(record, samples, record_drops)
     doc = {"fingerprint": plan.fingerprint, "slice": index, "records": record_rows, "samples": summaries,
-           "drops": drops}
+           "drops": drops, "signatures": signatures}
     tmp = result_path.with_name(f"{result_path.name}.tmp-{os.getpid()}")
     tmp.write_bytes(canonical_json(doc))
     os.replace(tmp, result_path)
     return result_path
+
+
+def image_signature(media: Media) -> dict[str, Any] | None:
+    """The dedup signature of a stored image (None for a video clip: images only are compared)."""
+    if media.ext not in ("png", "jpg"):
+        return None
+    return signature(decode_image(media.data, media.sha256)).to_dict()
 
 
 def _llm_step(plan: BuildPlan, source: str):

@@ -38,3 +38,10 @@ def ultrasound_build(tmp_path_factory):
     out = tmp_path_factory.mktemp("ultrasound") / "ultrasound"
     result = build(load_recipe("ultrasound"), SAMPLE_SOURCES, out)
     return result
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _empty_decontam_registry(tmp_path_factory):
+    """Builds in tests check against an empty benchmark registry unless a test registers one,
+    so a developer's own registrations never change what the tests see."""
+    os.environ["DATAKIT_DECONTAM_DIR"] = str(tmp_path_factory.mktemp("decontam"))

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageChops
 
+# Bump when anything below changes the bits: stored registries are refused, not misread.
+SIGNATURE_VERSION = "dct-views-1"
 CROP = 0.03
 # Views as (left, top, right, bottom) fractions: the whole image, a centred crop of CROP per
 # side, and crops of CROP per axis at 3x3 offsets (at most CROP/4 from any such crop).

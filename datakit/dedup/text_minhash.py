@@ -36,7 +36,10 @@ _POSITION_KEYS = (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0x
                   0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53, 0x94D049BB133111EB, 0xBF58476D1CE4E5B9)
 _MASK64 = (1 << 64) - 1
 _BATCH_TEXTS = 256  # texts per array: (permutations x ~10k shingles) stays cache-sized
-_SEP, _SEP_HASH = "\x00", 0  # text separator inside a batch, and its reserved token hash
+_SEP = "\x00"  # text separator inside a batch (token id 0)
+_ASCII_NON_WORD = str.maketrans(
+    {c: " " for c in map(chr, range(128)) if not (c.isascii() and c.isalnum()) and c != _SEP}
+)
 MAX_RUN = 64  # a bucket larger than this links each member only to its MAX_RUN best-ranked ones
 EMPTY = np.uint32(0xFFFFFFFF)
 
@@ -106,12 +109,25 @@ def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
     return best
 
 
-class _TokenHashes(dict):
-    """token -> 64-bit hash, computed on first sight (natural text repeats its words a lot)."""
+class _Vocabulary(dict):
+    """token -> dense id, assigned on first sight; ``hashes[id]`` is the token's 64-bit hash.
+    Natural text repeats its words a lot, so each distinct token is hashed once."""
+
+    def __init__(self) -> None:
+        super().__init__({_SEP: 0})
+        self.hashes = np.zeros(1, dtype=np.uint64)
+        self._new: list[str] = []
 
     def __missing__(self, token: str) -> int:
-        h = self[token] = token_hash64(token)
-        return h
+        i = self[token] = len(self)
+        self._new.append(token)
+        return i
+
+    def sync(self) -> None:
+        if self._new:
+            fresh = np.array([token_hash64(t) for t in self._new], dtype=np.uint64)
+            self.hashes = np.concatenate([self.hashes, fresh])
+            self._new = []
 
 
 class MinHasher:
@@ -125,21 +141,24 @@ class MinHasher:
         self._a = np.asarray(a, dtype=np.uint32)[:, None]
         self._b = np.asarray(b, dtype=np.uint32)[:, None]
         self._keys = np.array(_POSITION_KEYS[: cfg.ngram], dtype=np.uint64)
-        self._hashes = _TokenHashes({_SEP: _SEP_HASH})
+        self._vocab = _Vocabulary()
 
     def _token_hashes(self, texts: Sequence[str], lang: str) -> tuple[np.ndarray, np.ndarray]:
         """Token hashes of a batch, concatenated, and each text's token count. The batch is
         normalised and tokenised as one string, texts separated by a NUL token."""
         joined = f" {_SEP} ".join(t.replace(_SEP, " ") for t in texts) + f" {_SEP}"
-        toks = (_ZH_UNITS_SEP if lang == "zh" else _WORDS_SEP).findall(
-            unicodedata.normalize("NFKC", joined).lower()
-        )
-        h = np.fromiter(map(self._hashes.__getitem__, toks), dtype=np.uint64, count=len(toks))
-        ends = np.flatnonzero(h == np.uint64(_SEP_HASH))
+        joined = unicodedata.normalize("NFKC", joined).lower()
+        if lang != "zh" and joined.isascii():
+            toks = joined.translate(_ASCII_NON_WORD).split()  # same tokens as _WORDS, 3x faster
+        else:
+            toks = (_ZH_UNITS_SEP if lang == "zh" else _WORDS_SEP).findall(joined)
+        ids = np.fromiter(map(self._vocab.__getitem__, toks), dtype=np.int64, count=len(toks))
+        self._vocab.sync()
+        ends = np.flatnonzero(ids == 0)
         lengths = np.diff(ends, prepend=-1) - 1
-        keep = np.ones(len(h), dtype=bool)
+        keep = np.ones(len(ids), dtype=bool)
         keep[ends] = False
-        return h[keep], lengths
+        return self._vocab.hashes[ids[keep]], lengths
 
     def _shingle_hashes(self, h: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """32-bit shingle hashes of a batch, and each text's shingle count."""
@@ -206,6 +225,8 @@ def near_duplicate_pairs(sig: np.ndarray, cfg: MinHashConfig) -> tuple[np.ndarra
     bands, rows = lsh_params(cfg.threshold, cfg.num_perm)
     valid = np.flatnonzero((sig != EMPTY).any(axis=1))
     s = sig[valid]
+    if len(s) < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64)
     mult = (np.arange(rows, dtype=np.uint64) * np.uint64(2) + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)
     codes = []
     for band in range(bands):
@@ -213,8 +234,8 @@ def near_duplicate_pairs(sig: np.ndarray, cfg: MinHashConfig) -> tuple[np.ndarra
         key = (block * mult[None, :]).sum(axis=1, dtype=np.uint64)
         i, j = _run_pairs(key)
         codes.append(np.minimum(i, j) * len(s) + np.maximum(i, j))
-    code = np.unique(np.concatenate(codes)) if codes else np.zeros(0, np.int64)
-    i, j = code // max(len(s), 1), code % max(len(s), 1)
+    code = np.unique(np.concatenate(codes))
+    i, j = code // len(s), code % len(s)
     sim = np.empty(len(i), dtype=np.float64)
     for lo in range(0, len(i), 1 << 16):
         a, b = i[lo : lo + (1 << 16)], j[lo : lo + (1 << 16)]

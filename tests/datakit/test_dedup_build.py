@@ -1,0 +1,73 @@
+"""Dedup and decontamination inside a real build: planted copies become ``duplicate`` rows naming
+the kept sample, registered benchmark images make training samples ``contaminated``, and the
+accounting invariant holds with both."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+from PIL import Image
+
+from datakit.build import build
+from datakit.recipe import load_recipe
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _busi_image(sources: Path, name: str) -> Path:
+    return sources / "Dataset_BUSI_with_GT" / name.split(" ")[0] / f"{name}.png"
+
+
+def _jpeg_q85(path: Path) -> Image.Image:
+    buf = io.BytesIO()
+    Image.open(path).convert("RGB").save(buf, format="JPEG", quality=85)
+    return Image.open(io.BytesIO(buf.getvalue()))
+
+
+def test_planted_copies_are_dropped_as_duplicates(tmp_path, sources_copy):
+    orig = _busi_image(sources_copy, "malignant (12)")
+    copy = orig.with_name("malignant (912).png")
+    im = _jpeg_q85(orig)
+    im.resize((int(im.width * 0.9), int(im.height * 0.9))).save(copy)  # re-encoded and resized
+    mask = Image.open(orig.with_name("malignant (12)_mask.png"))
+    mask.resize((int(im.width * 0.9), int(im.height * 0.9)), Image.NEAREST).save(copy.with_name("malignant (912)_mask.png"))
+
+    result = build(load_recipe("ultrasound"), sources_copy, tmp_path / "o")
+    manifest = pl.read_parquet(tmp_path / "o" / "manifest.parquet")
+    dups = manifest.filter((pl.col("kind") == "sample") & (pl.col("status") == "duplicate"))
+    assert dups.height > 0
+    assert set(dups["record_uid"]) == {"busi:malignant/malignant (912)"}  # the later id is dropped
+    assert all("malignant_12" in k for k in dups["duplicate_of"])
+    assert set(dups["stage"]) <= {"exact_image", "near_image"}
+    rec = manifest.filter((pl.col("kind") == "record") & (pl.col("id") == "busi:malignant/malignant (912)"))
+    assert rec["status"][0] == "duplicate"
+    acc = result.summary["accounting"]
+    assert acc["records"]["duplicate"] == 1
+    assert acc["samples"]["converted"] == acc["samples"]["emitted"] + acc["samples"]["duplicate"]
+    assert (tmp_path / "o" / "dedup_report.json").exists() and (tmp_path / "o" / "dedup_distances.png").exists()
+
+
+def test_registered_benchmark_images_contaminate_training_samples(tmp_path, sources_copy, monkeypatch):
+    registry = tmp_path / "registry"
+    bench = tmp_path / "bench_imgs"
+    bench.mkdir()
+    a = _busi_image(sources_copy, "benign (3)")
+    b = _busi_image(sources_copy, "normal (7)")
+    Image.open(a).save(bench / "test_0001.png")
+    _jpeg_q85(b).save(bench / "test_0002.jpg", quality=95)
+    res = subprocess.run([sys.executable, "-m", "datakit.cli", "decontam", "add", "mybench", str(bench),
+                          "--split", "all", "--registry", str(registry)], cwd=REPO, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    monkeypatch.setenv("DATAKIT_DECONTAM_DIR", str(registry))
+    result = build(load_recipe("ultrasound"), sources_copy, tmp_path / "o")
+    manifest = pl.read_parquet(tmp_path / "o" / "manifest.parquet")
+    bad = manifest.filter((pl.col("kind") == "sample") & (pl.col("status") == "contaminated"))
+    assert set(bad["record_uid"]) == {"busi:benign/benign (3)", "busi:normal/normal (7)"}
+    assert all(d.startswith("mybench: ") for d in bad["detail"])
+    assert {d.split(": ")[1] for d in bad["detail"]} == {"test_0001.png", "test_0002.jpg"}
+    assert result.summary["accounting"]["records"]["contaminated"] == 2
+    assert "mybench" in result.summary["dedup"]["contamination"]
