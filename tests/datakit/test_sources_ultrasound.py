@@ -131,7 +131,9 @@ def test_abdomen_us_samples() -> None:
         "spleen",
     }
     for rec in out.loaded.values():
-        assert set(rec.facts) == FACT_KEYS
+        # the colour code annotates every organ: absent ones are known absent (organ_presence "no")
+        assert set(rec.facts) == FACT_KEYS | {"organs_annotated"}
+        assert set(rec.facts["organs_annotated"]) == organs
         assert rec.facts["label"] is None and rec.facts["label_set"] == ()
         assert rec.facts["lesion_mask"] is None and rec.facts["lesion_expected"] is None
         assert rec.masks and set(rec.masks) <= organs
