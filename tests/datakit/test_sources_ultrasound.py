@@ -260,14 +260,41 @@ def test_unreadable_class_folder(samples: Path) -> None:
     assert {r.facts["label"] for r in out.loaded.values()} == {"benign", "normal"}
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores permission bits")
 def test_unreadable_class_folder_by_permissions(samples: Path) -> None:
-    folder = samples / BUSI / "normal"
-    folder.chmod(0)
+    """A class folder the reader may not list (mode 000). Root ignores permission bits, so when
+    the tests run as root the reader runs as ``nobody`` in a subprocess (setpriv)."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    shared = Path(tempfile.mkdtemp(prefix="busi-perm-"))  # outside pytest's root-only tmp
     try:
-        assert_refused_one(run(reader_for("busi", samples)), "unreadable_dir", "normal", 10)
+        shared.chmod(0o755)
+        shutil.copytree(samples / BUSI, shared / BUSI)
+        for p in shared.rglob("*"):
+            p.chmod(0o755 if p.is_dir() else 0o644)
+        (shared / BUSI / "normal").chmod(0)
+        code = (
+            "import json, sys; from pathlib import Path; from datakit.sources.busi import BusiReader;"
+            "from datakit.sources.base import Rejection;"
+            f"items = list(BusiReader(Path({str(shared / BUSI)!r})).discover());"
+            "print(json.dumps([[i.reason, i.path] for i in items if isinstance(i, Rejection)]"
+            " + [len([i for i in items if not isinstance(i, Rejection)])]))"
+        )
+        cmd = [sys.executable, "-c", code]
+        if os.geteuid() == 0:
+            cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
+        repo = Path(__file__).resolve().parents[2]
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd="/",
+                             env={**os.environ, "PYTHONPATH": str(repo)})
+        assert res.returncode == 0, res.stderr
+        *refused, n_loaded = json.loads(res.stdout.strip().splitlines()[-1])
+        assert refused == [["unreadable_dir", "normal"]]
+        assert n_loaded == 10  # benign and malignant still discovered
     finally:
-        folder.chmod(0o755)
+        (shared / BUSI / "normal").chmod(0o755)
+        shutil.rmtree(shared, ignore_errors=True)
 
 
 ABD = "abdominal_US/abdominal_US"
