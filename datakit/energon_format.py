@@ -42,7 +42,7 @@ def write_dataset_yaml(root: Path, recipe: str) -> Path:
     return path
 
 
-def prepare(root: Path, shard_paths: list[str]) -> None:
+def prepare(root: Path, shard_paths: list[str], split_patterns: list[tuple[str, str]] | None = None) -> None:
     """Run energon's own prepare over the written tars: ``.tar.idx`` files, ``index.sqlite``,
     ``.info.json`` and ``split.yaml`` (train/val by folder). One worker: the shards are already
     ordered, and the output must not depend on the machine's core count."""
@@ -53,7 +53,7 @@ def prepare(root: Path, shard_paths: list[str]) -> None:
         WebdatasetPreparator.prepare_dataset(
             root,
             shard_paths,
-            split_parts_patterns=[(split, f"{split}/.*") for split in SPLITS],
+            split_parts_patterns=split_patterns or [(split, f"{split}/.*") for split in SPLITS],
             shuffle_seed=None,
             workers=1,
         )

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from datakit import energon_format
 from datakit.llm.tarball import read_extents, scan_sample_tar
 from datakit.llm.validate import normalise
 from datakit.record import Media
@@ -222,6 +223,10 @@ def prepare_grpo(shards: Iterable[Path], out_dir: Path, cfg: GRPOConfig) -> GRPO
     for stale in out_dir.glob("grpo-*.tar"):  # left by an earlier, larger draw into this folder
         if stale.name not in report.shards:
             stale.unlink()
+    # its own Energon dataset: every drawn tar is the "train" split, read by the GRPO stage
+    energon_format.write_dataset_yaml(out_dir, "grpo")
+    if report.shards:
+        energon_format.prepare(out_dir, list(report.shards), split_patterns=[("train", "grpo-.*")])
     (out_dir / "grpo_report.json").write_bytes(canonical_json(report.to_dict()) + b"\n")
     return report
 

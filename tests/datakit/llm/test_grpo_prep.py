@@ -110,9 +110,9 @@ def test_same_seed_same_set_other_seed_other_set(shards, drawn, tmp_path):
     first, _ = drawn
     prepare_grpo(shards, tmp_path / "again", _CFG)
     prepare_grpo(shards, tmp_path / "other", GRPOConfig(seed=4, target_size=1000, samples_per_shard=400))
-    files = sorted(p.name for p in first.iterdir())
+    files = sorted(p.name for p in first.iterdir() if p.is_file() and not p.name.endswith(".idx"))
     assert files == ["grpo-000000.tar", "grpo-000001.tar", "grpo-000002.tar", "grpo_report.json"]
-    for name in files:
+    for name in files + [".nv-meta/dataset.yaml", ".nv-meta/split.yaml"]:
         assert (tmp_path / "again" / name).read_bytes() == (first / name).read_bytes()
     keys = [{s.key for t in sorted(d.glob("*.tar")) for s in scan_sample_tar(t, read=frozenset())}
             for d in (first, tmp_path / "other")]
@@ -131,3 +131,20 @@ def test_reference_answer_forms_and_chinese_rewrite():
     assert out["conversations"][0]["value"] == "<image>\n什么是诊断？\n请用简短的词语回答问题。"
     assert out["answer"] == "脑膜瘤" and out["provenance"]["grpo"]["options"] == ["胶质瘤", "脑膜瘤"]
     assert mcq_to_open({**d, "answer": "Z"}) == "mcq_answer_not_in_options"
+
+
+def test_grpo_set_is_an_energon_dataset(drawn):
+    """The drawn set is its own Energon dataset: energon's loader reads every sample back."""
+    from megatron.energon import DefaultTaskEncoder, WorkerConfig, get_loader, get_val_dataset
+
+    from datakit.energon_format import COOKERS
+
+    class Encoder(DefaultTaskEncoder):
+        cookers = COOKERS
+
+    out, report = drawn
+    ds = get_val_dataset(out, split_part="train", worker_config=WorkerConfig(rank=0, world_size=1, num_workers=0),
+                         batch_size=None, task_encoder=Encoder())
+    seen = [s for s in get_loader(ds)]
+    assert len(seen) == sum(report.selected.values()) == 1000
+    assert all(s.meta["question_type"] != "mcq" for s in seen)  # multiple choice was made open-ended
