@@ -24,9 +24,13 @@ $(TEST_STAMP): $(STAMP)
 
 install: $(STAMP)
 
+# Build the ultrasound shards from the bundled samples, check them against the committed lock,
+# then train the tiny VLM on them for a few steps on the CPU (the loss falls).
 demo: $(STAMP)
 	$(BIN)/datakit build ultrasound --workers 2
 	$(BIN)/datakit verify ultrasound
+	rm -rf runs/tiny-demo
+	$(BIN)/fleming train --config megatron_fleming/configs/tiny_demo.yaml --data shards/ultrasound
 
 test: $(TEST_STAMP)
 	$(BIN)/pytest -q

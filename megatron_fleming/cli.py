@@ -2,6 +2,7 @@
 
     fleming convert hf-to-mcore --hf DIR --out DIR --tp N --pp M [--verify]
     fleming convert mcore-to-hf --mcore DIR --out DIR [--layout internvl|transformers]
+    fleming train --config CONFIG.yaml [--data DIR] [section.key=value ...]
 
 Subcommands register themselves through `add_*_parser` functions, so `train` and `eval` can join
 without touching the others.
@@ -13,6 +14,8 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+
+from megatron_fleming.train.cli import add_train_parser
 
 
 def _cmd_hf_to_mcore(args: argparse.Namespace) -> int:
@@ -79,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fleming", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     add_convert_parser(commands)
+    add_train_parser(commands)
     return parser
 
 

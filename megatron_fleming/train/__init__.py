@@ -1,0 +1,9 @@
+"""Training stages 1-3 of Fleming-VL on megatron-core (paper Table 2).
+
+Modules: `config` (typed run config from YAML), `fp8` (Transformer Engine FP8 settings),
+`optim` (megatron AdamW + cosine schedule with warmup), `step` (forward step, per-token loss),
+`train_module` (model chunks, freezing, DDP, optimizer, one step), `loader` (tokenizer, task
+encoder, energon savable loader), `checkpoint` (dist-checkpointing with RNG and loader state),
+`preemption` (SIGTERM -> checkpoint and exit), `callbacks/` (console, TensorBoard), `trainer`
+(the loop and `run`), `cli` (``fleming train``). Nothing heavy is imported here.
+"""

@@ -1,0 +1,11 @@
+"""Side concerns of the training loop, one per module: console and TensorBoard logging.
+
+The trainer computes `StepMetrics` (global values, identical on every rank) and hands them to the
+callbacks of rank 0; a callback never drives the loop.
+"""
+
+from megatron_fleming.train.callbacks.base import Callback, StepMetrics
+from megatron_fleming.train.callbacks.console import ConsoleLogger
+from megatron_fleming.train.callbacks.tensorboard import TensorBoardLogger
+
+__all__ = ["Callback", "ConsoleLogger", "StepMetrics", "TensorBoardLogger"]
