@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import socket
+import time
 import subprocess
 import sys
 from pathlib import Path
@@ -21,9 +23,18 @@ DIST_DIR = Path(__file__).resolve().parent / "dist"
 
 
 def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free port BELOW the ephemeral range (32768+): a port the kernel handed out with bind(0)
+    can be handed again to one of gloo's own connections before torchrun binds it."""
+    rng = random.Random(os.getpid() ^ time.monotonic_ns())
+    for _ in range(200):
+        port = rng.randrange(20000, 32000)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 20000-32000")
 
 
 class TorchrunError(AssertionError):
