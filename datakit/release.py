@@ -13,7 +13,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from datakit.sample import canonical_json
 from datakit.shard_writer import iter_samples
 
 RELEASE_META = (".nv-meta/dataset.yaml", ".nv-meta/split.yaml")

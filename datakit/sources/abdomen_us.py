@@ -39,7 +39,7 @@ from datakit.media import read_image, rgb_array
 from datakit.record import LoadedRecord, RawRecord
 from datakit.registry import register_source
 from datakit.sources.base import Rejection, SourceReader
-from datakit.sources.busi import file_sha256, natural_key
+from datakit.sources.base import file_sha256, natural_key
 
 ORGAN_COLOURS: dict[str, tuple[int, int, int]] = {
     "liver": (100, 0, 100),

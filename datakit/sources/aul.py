@@ -44,7 +44,7 @@ from datakit.media import read_image
 from datakit.record import LoadedRecord, RawRecord
 from datakit.registry import register_source
 from datakit.sources.base import Rejection, SourceReader
-from datakit.sources.busi import file_sha256, natural_key
+from datakit.sources.base import file_sha256, natural_key
 
 _POLYGONS = ("outline", "liver", "mass")
 

@@ -9,11 +9,13 @@ name the offending file so a data engineer can find it.
 from __future__ import annotations
 
 import abc
+import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Iterator
 
-from datakit.record import LoadedRecord, RawRecord
+from datakit.record import LoadedRecord, Media, RawRecord
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -68,6 +70,21 @@ class SourceReader(abc.ABC):
     def load(self, record: RawRecord) -> LoadedRecord:
         """Read and validate one record; raise ``datakit.errors.Rejected`` on bad content."""
 
+    def load_labelled_image(self, record: RawRecord, *, label_set: tuple[str, ...], body_part: str,
+                            **extra_facts: Any) -> LoadedRecord:
+        """``load`` of a classification record: one image file and a label (no masks)."""
+        from datakit.media import read_image
+
+        image = record.images[0]
+        media, im = read_image(image, record.rel(image))
+        return LoadedRecord(
+            record=record,
+            media=[media],
+            facts={"label": record.label, "label_set": label_set, "body_part": body_part,
+                   "lesion_mask": None, "lesion_expected": None, **extra_facts},
+            file_sha256={record.rel(image): file_sha256(media, im.format, image)},
+        )
+
     def reject(self, record_id: str, path: Path | str, reason: str, detail: str = "") -> Rejection:
         p = Path(path)
         try:
@@ -75,3 +92,16 @@ class SourceReader(abc.ABC):
         except ValueError:
             rel = p.as_posix()
         return Rejection(source=self.name, record_id=record_id, path=rel, reason=reason, detail=detail)
+
+
+def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
+    """``benign (2)`` sorts before ``benign (10)``; total and stable for any string."""
+    return tuple((0, int(t)) if t.isdigit() else (1, t) for t in re.split(r"(\d+)", text))
+
+
+def file_sha256(media: Media, fmt: str | None, path: Path) -> str:
+    """sha256 of the file on disk. ``read_image`` keeps PNG and JPEG bytes as read, so their
+    ``Media`` already holds the file; any other format was re-encoded and is hashed again."""
+    if fmt in ("PNG", "JPEG"):
+        return media.sha256
+    return hashlib.sha256(path.read_bytes()).hexdigest()

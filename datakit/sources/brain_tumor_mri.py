@@ -27,11 +27,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
-from datakit.media import read_image
 from datakit.record import LoadedRecord, RawRecord
 from datakit.registry import register_source
 from datakit.sources.base import Rejection, SourceReader
-from datakit.sources.busi import file_sha256, natural_key
+from datakit.sources.base import natural_key
 
 
 class ClassFolderReader(SourceReader):
@@ -67,20 +66,7 @@ class ClassFolderReader(SourceReader):
         """Every label the configured folders can give, sorted."""
 
     def load(self, record: RawRecord) -> LoadedRecord:
-        image = record.images[0]
-        media, im = read_image(image, record.rel(image))
-        return LoadedRecord(
-            record=record,
-            media=[media],
-            facts={
-                "label": record.label,
-                "label_set": self.labels(),
-                "body_part": self.body_part,
-                "lesion_mask": None,
-                "lesion_expected": None,
-            },
-            file_sha256={record.rel(image): file_sha256(media, im.format, image)},
-        )
+        return self.load_labelled_image(record, label_set=self.labels(), body_part=self.body_part)
 
 
 @register_source

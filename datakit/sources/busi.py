@@ -23,7 +23,6 @@ Decisions:
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,14 +32,9 @@ import numpy as np
 
 from datakit.errors import Rejected
 from datakit.media import mask_array, read_image
-from datakit.record import LoadedRecord, Media, RawRecord
+from datakit.record import LoadedRecord, RawRecord
 from datakit.registry import register_source
-from datakit.sources.base import Rejection, SourceReader
-
-
-def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
-    """``benign (2)`` sorts before ``benign (10)``; total and stable for any string."""
-    return tuple((0, int(t)) if t.isdigit() else (1, t) for t in re.split(r"(\d+)", text))
+from datakit.sources.base import Rejection, SourceReader, file_sha256, natural_key
 
 
 @register_source
@@ -154,11 +148,3 @@ class BusiReader(SourceReader):
             },
             file_sha256=digests,
         )
-
-
-def file_sha256(media: Media, fmt: str | None, path: Path) -> str:
-    """sha256 of the file on disk. ``read_image`` keeps PNG and JPEG bytes as read, so their
-    ``Media`` already holds the file; any other format was re-encoded and is hashed again."""
-    if fmt in ("PNG", "JPEG"):
-        return media.sha256
-    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -25,12 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from datakit.errors import Rejected
-from datakit.media import read_image
 from datakit.record import LoadedRecord, RawRecord
 from datakit.registry import register_source
 from datakit.sources.base import Rejection, SourceReader
-from datakit.sources.busi import file_sha256, natural_key
-from datakit.sources.pad_ufes_20 import CsvProblem, read_csv, row_rejection
+from datakit.sources.base import natural_key
+from datakit.sources.tables import CsvProblem, read_csv, row_rejection
 
 
 @register_source
@@ -107,17 +106,4 @@ class EyePacsReader(SourceReader):
         yield from sorted(out, key=lambda r: natural_key(r.record_id))
 
     def load(self, record: RawRecord) -> LoadedRecord:
-        image = record.images[0]
-        media, im = read_image(image, record.rel(image))
-        return LoadedRecord(
-            record=record,
-            media=[media],
-            facts={
-                "label": record.label,
-                "label_set": tuple(sorted(self._levels)),
-                "body_part": "retina",
-                "lesion_mask": None,
-                "lesion_expected": None,
-            },
-            file_sha256={record.rel(image): file_sha256(media, im.format, image)},
-        )
+        return self.load_labelled_image(record, label_set=tuple(sorted(self._levels)), body_part="retina")

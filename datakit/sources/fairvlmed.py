@@ -43,8 +43,8 @@ from datakit.errors import Rejected
 from datakit.record import LoadedRecord, Media, RawRecord
 from datakit.registry import register_source
 from datakit.sources.base import Rejection, SourceReader
-from datakit.sources.busi import natural_key
-from datakit.sources.pad_ufes_20 import CsvRow, read_csv
+from datakit.sources.base import natural_key
+from datakit.sources.tables import CsvRow, read_csv
 from datakit.sources.roco_v2 import caption_facts
 
 GLAUCOMA_LABELS = ("glaucoma", "no_glaucoma")

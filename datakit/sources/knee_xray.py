@@ -32,7 +32,7 @@ from datakit.record import LoadedRecord, RawRecord
 from datakit.registry import register_source
 from datakit.sources.base import Rejection
 from datakit.sources.brain_tumor_mri import ClassFolderReader
-from datakit.sources.busi import natural_key
+from datakit.sources.base import natural_key
 
 _GRADE = re.compile(r"^(?P<grade>\d+)\s*(?P<name>\S.*)$")
 

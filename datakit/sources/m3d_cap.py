@@ -49,7 +49,7 @@ from datakit.errors import Rejected
 from datakit.record import LoadedRecord, RawRecord
 from datakit.registry import register_source
 from datakit.sources.base import Rejection, SourceReader
-from datakit.sources.busi import natural_key
+from datakit.sources.base import natural_key
 from datakit.sources.m3d_vqa import M3D_QUESTION_TYPES, M3D_SUBSETS, m3d_volume_key, questions_by_volume, series_plane
 from datakit.volume import SliceOptions, as_volume, imaging_option, read_bytes, read_npy, slice_volume
 

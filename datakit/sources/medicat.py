@@ -30,8 +30,8 @@ from datakit.media import read_image
 from datakit.record import LoadedRecord, RawRecord
 from datakit.registry import register_source
 from datakit.sources.base import Rejection, SourceReader
-from datakit.sources.busi import file_sha256, natural_key
-from datakit.sources.pad_ufes_20 import row_rejection
+from datakit.sources.base import file_sha256, natural_key
+from datakit.sources.tables import row_rejection
 from datakit.sources.roco_v2 import caption_facts
 
 _KEEP = ("radiology", "predicted_type")  # small descriptive fields carried in the record meta

@@ -36,7 +36,7 @@ from datakit.media import read_image
 from datakit.record import LoadedRecord, RawRecord
 from datakit.registry import register_source
 from datakit.sources.base import Rejection, SourceReader
-from datakit.sources.busi import file_sha256, natural_key
+from datakit.sources.base import file_sha256, natural_key
 from datakit.sources.roco_v2 import caption_facts
 
 _MODALITY = {"CT": "ct", "TAC": "ct", "MR": "mri", "MRI": "mri"}

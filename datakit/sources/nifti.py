@@ -36,7 +36,7 @@ from datakit.errors import Rejected
 from datakit.record import LoadedRecord, RawRecord
 from datakit.registry import register_source
 from datakit.sources.base import Rejection, SourceReader
-from datakit.sources.busi import natural_key
+from datakit.sources.base import natural_key
 from datakit.sources.m3d_cap import read_report
 from datakit.volume import SliceOptions, as_volume, check_shape, imaging_option, read_bytes, slice_volume
 

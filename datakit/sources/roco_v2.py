@@ -26,8 +26,8 @@ from datakit.media import read_image
 from datakit.record import LoadedRecord, RawRecord
 from datakit.registry import register_source
 from datakit.sources.base import Rejection, SourceReader
-from datakit.sources.busi import file_sha256, natural_key
-from datakit.sources.pad_ufes_20 import CsvProblem, read_csv, row_rejection
+from datakit.sources.base import file_sha256, natural_key
+from datakit.sources.tables import CsvProblem, read_csv, row_rejection
 
 
 def caption_facts(texts: dict[str, Any], **extra: Any) -> dict[str, Any]:
