@@ -61,6 +61,11 @@ class SliceOptions:
             raise ValueError(f"png_compress_level must be 0..9, got {self.png_compress_level!r}")
 
     @classmethod
+    def reader_options(cls) -> dict[str, Any]:
+        """The slicing options every volume reader takes, with their defaults."""
+        return {"num_slices": DEMO_NUM_SLICES, "window": None, "expected_shape": None, "png_compress_level": 1}
+
+    @classmethod
     def from_options(cls, opts: Mapping[str, Any]) -> "SliceOptions":
         """From a reader's options (``num_slices``, ``window``, ``expected_shape``,
         ``png_compress_level``); YAML lists become tuples."""

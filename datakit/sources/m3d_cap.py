@@ -94,11 +94,7 @@ class M3DCapReader(SourceReader):
         "vqa_csvs": ["../M3D-VQA/M3D_VQA_train.csv"],  # relative to the top folder
         "question_types": dict(M3D_QUESTION_TYPES),
         "imaging": "ct",
-        # datakit.volume.SliceOptions
-        "num_slices": 11,
-        "window": None,
-        "expected_shape": None,
-        "png_compress_level": 1,
+        **SliceOptions.reader_options(),
     }
 
     def __init__(self, root: Path, **options: Any) -> None:

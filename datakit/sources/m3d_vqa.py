@@ -162,11 +162,7 @@ class M3DVQAReader(SourceReader):
         "data_root": "..",  # where `Image Path` starts, relative to the top folder
         "question_types": dict(M3D_QUESTION_TYPES),
         "imaging": "ct",
-        # datakit.volume.SliceOptions
-        "num_slices": 11,
-        "window": None,
-        "expected_shape": None,
-        "png_compress_level": 1,
+        **SliceOptions.reader_options(),
     }
 
     def __init__(self, root: Path, **options: Any) -> None:

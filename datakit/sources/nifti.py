@@ -82,11 +82,7 @@ class NiftiReader(SourceReader):
         "label_sidecar": "{stem}.label.txt",
         "slice_axis": 2,
         "imaging": "ct",  # a modality of vocabulary.yaml: ct, mri, ...
-        # datakit.volume.SliceOptions
-        "num_slices": 11,
-        "window": None,
-        "expected_shape": None,
-        "png_compress_level": 1,
+        **SliceOptions.reader_options(),
     }
 
     def __init__(self, root: Path, **options: Any) -> None:
