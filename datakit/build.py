@@ -48,7 +48,12 @@ def load_work_plan(out: Path, recipe: Recipe) -> BuildPlan:
 
 
 def uses_llm(recipe: Recipe) -> bool:
-    return any(step.converter == LLM_CONVERTER for s in recipe.sources for step in s.convert)
+    """LLM enrichment steps, or caption steps asked for languages the sources lack (translated)."""
+    return any(
+        step.converter == LLM_CONVERTER
+        or (step.converter == "captions" and set(step.options.get("langs", ["en"])) - {"en"})
+        for s in recipe.sources for step in s.convert
+    )
 
 
 class LLMSession:

@@ -60,15 +60,43 @@ def _ctx(plan: BuildPlan, step) -> ConvertContext:
     return ConvertContext(seed=plan.seed, tasks=step.tasks, langs=plan.recipe.langs, options=step.options)
 
 
-def convert_record(plan: BuildPlan, readers: _Readers, record: RawRecord) -> tuple[LoadedRecord, list[Sample]]:
-    """The loaded record and its template samples (every step but the LLM one), or ``Rejected``."""
+def convert_record(plan: BuildPlan, readers: _Readers, record: RawRecord,
+                   llm: Any = None) -> tuple[LoadedRecord, list[Sample], list[dict[str, Any]]]:
+    """The loaded record, its template samples (every step but ``llm_enrich``) and drop rows for
+    Chinese caption samples whose translation the LLM could not give; or ``Rejected``."""
     spec = plan.recipe.sources[plan.source_index(record.source)]
     loaded = readers.get(record.source).load(record)
     samples: list[Sample] = []
+    drops: list[dict[str, Any]] = []
     for step in spec.convert:
-        if step.converter != LLM_CONVERTER:
-            samples.extend(registry.get_converter(step.converter).fn(loaded, _ctx(plan, step)))
-    return loaded, samples
+        if step.converter == LLM_CONVERTER:
+            continue
+        ctx = _ctx(plan, step)
+        if step.converter == "captions":
+            drops.extend(_translate_captions(loaded, ctx, llm))
+        samples.extend(registry.get_converter(step.converter).fn(loaded, ctx))
+    return loaded, samples, drops
+
+
+def _translate_captions(loaded: LoadedRecord, ctx: ConvertContext, llm: Any) -> list[dict[str, Any]]:
+    """Ask the LLM for the Chinese captions this record's ZH samples need (cached, validated);
+    the planned ZH samples become ``skipped_llm``/``rejected`` rows when no translation comes."""
+    from datakit.converters.captions import translation_needs
+
+    need, planned = translation_needs(loaded, ctx)
+    if not need:
+        return []
+    rec = loaded.record
+    status, reason = "skipped_llm", "offline"
+    if llm is not None:
+        kinds = sorted(need)
+        tr = llm.translate([need[k] for k in kinds])
+        if tr.texts is not None:
+            loaded.facts["translations"] = {"zh": dict(zip(kinds, tr.texts))}
+            return []
+        status, reason = tr.status or "skipped_llm", tr.reason or "no_translation"
+    return [_drop_row(rec.uid, rec.primary_file, task, lang, status, reason, "caption translation",
+                      converter="captions") for task, lang in planned]
 
 
 def run_slice(plan: BuildPlan, work: Path, index: int, llm: Any = None) -> Path:
@@ -83,7 +111,7 @@ def run_slice(plan: BuildPlan, work: Path, index: int, llm: Any = None) -> Path:
     record_rows: list[dict[str, Any]] = []
     summaries: list[dict[str, Any]] = []
     drops: list[dict[str, Any]] = []
-    pending: list[tuple[RawRecord, LoadedRecord, list[Sample]]] = []
+    pending: list[tuple[RawRecord, LoadedRecord, list[Sample], list[dict[str, Any]]]] = []
     signatures: dict[str, Any] = {}  # media sha256 -> dedup signature, each image hashed once
     with AtomicTarWriter(tar_path) as tar:
 
@@ -109,14 +137,14 @@ def run_slice(plan: BuildPlan, work: Path, index: int, llm: Any = None) -> Path:
 
         for record in plan.slice_records(index):
             try:
-                loaded, samples = convert_record(plan, readers, record)
+                loaded, samples, translation_drops = convert_record(plan, readers, record, llm)
             except Rejected as rej:
                 record_rows.append(_record_row(record, "rejected", rej.reason, rej.path, rej.detail, 0))
                 continue
             if _llm_step(plan, record.source) is None:
-                finish(record, samples, [])
+                finish(record, samples, translation_drops)
             else:
-                pending.append((record, loaded, samples))
+                pending.append((record, loaded, samples, translation_drops))
         for record, samples, record_drops in _run_llm_steps(plan, pending, llm):
             finish(record, samples, record_drops)
     doc = {"fingerprint": plan.fingerprint, "slice": index, "records": record_rows, "samples": summaries,
@@ -139,10 +167,11 @@ def _llm_step(plan: BuildPlan, source: str):
     return next((s for s in spec.convert if s.converter == LLM_CONVERTER), None)
 
 
-def _run_llm_steps(plan: BuildPlan, pending: list[tuple[RawRecord, LoadedRecord, list[Sample]]], llm: Any):
+def _run_llm_steps(plan: BuildPlan, pending: list[tuple[RawRecord, LoadedRecord, list[Sample], list[dict[str, Any]]]],
+                   llm: Any):
     """Yield (record, all samples, drop rows) in input order, LLM samples added per source."""
     by_source: dict[str, list[int]] = {}
-    for i, (record, _, _) in enumerate(pending):
+    for i, (record, _, _, _) in enumerate(pending):
         by_source.setdefault(record.source, []).append(i)
     extra: dict[int, tuple[list[Sample], list[dict[str, Any]]]] = {}
     for source, idx in by_source.items():
@@ -158,14 +187,15 @@ def _run_llm_steps(plan: BuildPlan, pending: list[tuple[RawRecord, LoadedRecord,
             extra[i] = (outcome.samples, [
                 _drop_row(d.uid, d.source_file, d.task, d.lang, d.status, d.reason, d.detail) for d in outcome.drops
             ])
-    for i, (record, _, samples) in enumerate(pending):
+    for i, (record, _, samples, earlier) in enumerate(pending):
         llm_samples, rows = extra[i]
-        yield record, samples + llm_samples, rows
+        yield record, samples + llm_samples, earlier + rows
 
 
-def _drop_row(uid: str, path: str, task: str, lang: str, status: str, reason: str, detail: str) -> dict[str, Any]:
+def _drop_row(uid: str, path: str, task: str, lang: str, status: str, reason: str, detail: str,
+              converter: str = LLM_CONVERTER) -> dict[str, Any]:
     """A planned LLM-derived sample that was not emitted: one manifest row of kind ``sample``."""
-    return {"id": f"{uid}#{LLM_CONVERTER}/{task}/{lang}", "record_uid": uid, "path": path, "task": task,
+    return {"id": f"{uid}#{converter}/{task}/{lang}", "record_uid": uid, "path": path, "task": task,
             "lang": lang, "status": status, "reason": reason, "detail": detail}
 
 

@@ -131,3 +131,27 @@ def captions(loaded: LoadedRecord, ctx: ConvertContext) -> list[Sample]:
                 sample.provenance["text_origin"] = origin[kind]
             samples.append(sample)
     return samples
+
+
+def translation_needs(loaded: LoadedRecord, ctx: ConvertContext) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """What the non-English samples of this record need from the LLM translation step: the
+    cleaned texts by kind, and the (task, lang) samples they would give (counted as
+    ``skipped_llm`` when no translation comes back). Empty when the step emits English only."""
+    policy, langs, text_for, brief_max_words = _settings(ctx)
+    foreign = [lang for lang in langs if lang != SOURCE_LANG]
+    texts: dict[str, Any] = loaded.facts.get("texts") or {}
+    need: dict[str, str] = {}
+    planned: list[tuple[str, str]] = []
+    if not foreign:
+        return need, planned
+    for task in ctx.tasks:
+        kind = text_for[task]
+        if kind not in texts:
+            continue
+        text, reason = check_caption(texts[kind], policy)
+        if reason or not _applies(task, len(text.split()), brief_max_words):
+            continue
+        need[kind] = text
+        planned.extend((task, lang) for lang in foreign)
+    return need, planned
+
