@@ -22,6 +22,17 @@ class ConvertContext:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+def check_context(name: str, ctx: ConvertContext, tasks, options=()) -> None:
+    """The one check every converter makes of its context: known tasks and known options only
+    (recipe validation catches both earlier; this guards direct calls)."""
+    unknown_options = set(ctx.options) - set(options)
+    if unknown_options:
+        raise ValueError(f"{name}: unknown option(s) {sorted(unknown_options)}; known: {sorted(options)}")
+    unknown_tasks = [t for t in ctx.tasks if t not in tasks]
+    if unknown_tasks:
+        raise ValueError(f"{name}: unknown task(s) {unknown_tasks}; known: {list(tasks)}")
+
+
 @dataclass(frozen=True, slots=True)
 class ConverterSpec:
     name: str

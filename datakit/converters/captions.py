@@ -30,7 +30,7 @@ from dataclasses import fields
 from functools import lru_cache
 from typing import Any
 
-from datakit.converters.base import ConvertContext
+from datakit.converters.base import ConvertContext, check_context
 from datakit.converters.caption_filters import CaptionPolicy, check_caption
 from datakit.converters.templates import RenderedQA, TemplateError, template_bank, to_sample
 from datakit.errors import Rejected
@@ -65,13 +65,8 @@ def _checked_bank():
 
 
 def _settings(ctx: ConvertContext) -> tuple[CaptionPolicy, tuple[str, ...], dict[str, str], int]:
+    check_context("captions", ctx, QUESTION_TYPES, _OPTIONS)
     opts = dict(ctx.options)
-    unknown = set(opts) - _OPTIONS
-    if unknown:
-        raise ValueError(f"captions: unknown option(s) {sorted(unknown)}; known: {sorted(_OPTIONS)}")
-    bad_tasks = [t for t in ctx.tasks if t not in QUESTION_TYPES]
-    if bad_tasks:
-        raise ValueError(f"captions: unknown task(s) {bad_tasks}; known: {list(TASKS)}")
     langs = tuple(opts.pop("langs", [SOURCE_LANG]))
     missing = [lang for lang in langs if lang not in ctx.langs]
     if not langs or missing:

@@ -10,7 +10,7 @@ multiple choice. Records without a label yield nothing.
 
 from __future__ import annotations
 
-from datakit.converters.base import ConvertContext
+from datakit.converters.base import ConvertContext, check_context
 from datakit.converters.templates import RenderedQA, fill, template_bank, to_sample, vocabulary
 from datakit.errors import Rejected
 from datakit.record import LoadedRecord
@@ -71,11 +71,7 @@ def _open_qa(loaded: LoadedRecord, ctx: ConvertContext, lang: str, words: dict[s
 
 @converter(NAME, tasks=TASKS)
 def labels(loaded: LoadedRecord, ctx: ConvertContext) -> list[Sample]:
-    if ctx.options:
-        raise ValueError(f"labels: takes no options, got {sorted(ctx.options)}")
-    unknown = [t for t in ctx.tasks if t not in QUESTION_TYPES]
-    if unknown:
-        raise ValueError(f"labels: unknown task(s) {unknown}; known: {list(TASKS)}")
+    check_context("labels", ctx, QUESTION_TYPES)
     label = loaded.facts.get("label")
     if label is None:
         return []

@@ -18,7 +18,7 @@ yes/no sample is vocabulary's ``yes_no`` word, of an open one the reply itself.
 
 from __future__ import annotations
 
-from datakit.converters.base import ConvertContext
+from datakit.converters.base import ConvertContext, check_context
 from datakit.converters.templates import RenderedQA, fill, template_bank, to_sample, vocabulary
 from datakit.record import LoadedRecord
 from datakit.registry import converter
@@ -66,11 +66,7 @@ def _qa(task: str, value: object, lang: str, seed: int, uid: str) -> RenderedQA:
 
 @converter(NAME, tasks=TASKS)
 def metadata(loaded: LoadedRecord, ctx: ConvertContext) -> list[Sample]:
-    if ctx.options:
-        raise ValueError(f"metadata: takes no options, got {sorted(ctx.options)}")
-    unknown = [t for t in ctx.tasks if t not in FIELDS]
-    if unknown:
-        raise ValueError(f"metadata: unknown task(s) {unknown}; known: {list(TASKS)}")
+    check_context("metadata", ctx, FIELDS)
     facts = loaded.facts.get("metadata") or {}
     samples: list[Sample] = []
     for task in ctx.tasks:

@@ -20,7 +20,7 @@ import random
 from dataclasses import fields
 from typing import Any
 
-from datakit.converters.base import ConvertContext
+from datakit.converters.base import ConvertContext, check_context
 from datakit.converters.geometry import Component, GeometryConfig, MaskFacts, mask_facts
 from datakit.converters.templates import (
     Phrasing,
@@ -152,9 +152,6 @@ def _organ_qa(book: _Phrasebook, facts: MaskFacts) -> RenderedQA | None:
 
 
 def _parse_options(options: dict[str, Any]) -> tuple[GeometryConfig, bool]:
-    unknown = set(options) - _OPTIONS
-    if unknown:
-        raise ValueError(f"spatial: unknown option(s) {sorted(unknown)}; known: {sorted(_OPTIONS)}")
     location_box = options.get("location_box", False)
     if not isinstance(location_box, bool):
         raise ValueError(f"spatial: location_box must be true or false, got {location_box!r}")
@@ -184,10 +181,8 @@ def _organ_facts(loaded: LoadedRecord, lesion_key: str | None, config: GeometryC
 
 @converter(NAME, tasks=LESION_TASKS + ORGAN_TASKS)
 def spatial(loaded: LoadedRecord, ctx: ConvertContext) -> list[Sample]:
+    check_context("spatial", ctx, QUESTION_TYPES, _OPTIONS)
     config, location_box = _parse_options(ctx.options)
-    unknown = [t for t in ctx.tasks if t not in QUESTION_TYPES]
-    if unknown:
-        raise ValueError(f"spatial: unknown task(s) {unknown}; known: {list(QUESTION_TYPES)}")
     _check_mask_sizes(loaded)
     record, vocab = loaded.record, vocabulary()
     samples: list[Sample] = []

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from datakit.converters.base import ConvertContext
+from datakit.converters.base import ConvertContext, check_context
 from datakit.converters.templates import RenderedQA, fill, template_bank, to_sample
 from datakit.converters.volume_vqa import step_langs
 from datakit.record import LoadedRecord
@@ -46,11 +46,7 @@ def render(task: str, loaded: LoadedRecord, ctx: ConvertContext, lang: str) -> R
 
 @converter(NAME, tasks=TASKS)
 def video_caption(loaded: LoadedRecord, ctx: ConvertContext) -> list[Sample]:
-    if set(ctx.options) - {"langs"}:
-        raise ValueError(f"{NAME}: the only option is langs, got {sorted(ctx.options)}")
-    unknown = [t for t in ctx.tasks if t not in QUESTION_TYPES]
-    if unknown:
-        raise ValueError(f"{NAME}: unknown task(s) {unknown}; known: {list(TASKS)}")
+    check_context(NAME, ctx, QUESTION_TYPES, ("langs",))
     captions = loaded.facts.get("captions") or {}
     extra = dict(loaded.facts.get("provenance") or {})
     samples: list[Sample] = []

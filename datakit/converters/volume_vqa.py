@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from datakit.converters.base import ConvertContext
+from datakit.converters.base import ConvertContext, check_context
 from datakit.converters.labels import mcq_choices
 from datakit.converters.templates import RenderedQA, fill, template_bank, to_sample, vocabulary
 from datakit.record import LoadedRecord
@@ -123,11 +123,7 @@ def _applies(task: str, facts: dict) -> bool:
 
 @converter(NAME, tasks=TASKS)
 def volume_vqa(loaded: LoadedRecord, ctx: ConvertContext) -> list[Sample]:
-    if set(ctx.options) - {"langs"}:
-        raise ValueError(f"{NAME}: the only option is langs, got {sorted(ctx.options)}")
-    unknown = [t for t in ctx.tasks if t not in QUESTION_TYPES]
-    if unknown:
-        raise ValueError(f"{NAME}: unknown task(s) {unknown}; known: {list(TASKS)}")
+    check_context(NAME, ctx, QUESTION_TYPES, ("langs",))
     facts = loaded.facts
     extra = dict(facts.get("provenance") or {})
     samples: list[Sample] = []
