@@ -206,16 +206,20 @@ def test_records_sharing_a_split_key_share_a_split(tmp_path, sources_copy):
     meta = sources_copy / "PAD-UFES-20" / "metadata.csv"
     lines = meta.read_text().splitlines()
     header, rows = lines[0], lines[1:]
-    # give every row the same patient: a single split key must put all its samples in one split
+    # give every row one patient whose key lands in val: all its samples must then be in val
+    # (without the split key, each record would be split on its own and most would go to train)
+    recipe = load_recipe("dermoscopy")
+    patient = next(f"PAT_{i}" for i in range(1000)
+                   if assign_split(recipe.seed, f"pad_ufes_20:patient/PAT_{i}", recipe.val_fraction) == "val")
     cols = header.split(",")
-    rows = [",".join(["PAT_1"] + r.split(",")[1:]) for r in rows]
+    rows = [",".join([patient] + r.split(",")[1:]) for r in rows]
     meta.write_text("\n".join([header, *rows]) + "\n")
     assert cols[0] == "patient_id"
-    build(load_recipe("dermoscopy"), sources_copy, tmp_path / "o")
+    build(recipe, sources_copy, tmp_path / "o")
     manifest = pl.read_parquet(tmp_path / "o" / "manifest.parquet")
     samples = manifest.filter((pl.col("kind") == "sample") & (pl.col("status") == "emitted"))
     assert samples["record_uid"].n_unique() >= 3
-    assert samples["split"].n_unique() == 1
+    assert set(samples["split"]) == {"val"}
     # while distinct keys do spread over both splits
     spread = {assign_split(7, f"pad_ufes_20:patient/P{i}", 0.3) for i in range(50)}
     assert spread == {"train", "val"}
