@@ -26,6 +26,8 @@ def check_context(name: str, ctx: ConvertContext, tasks, options=()) -> None:
     """The one check every converter makes of its context: known tasks and known options only
     (recipe validation catches both earlier; this guards direct calls)."""
     unknown_options = set(ctx.options) - set(options)
+    if unknown_options and not options:
+        raise ValueError(f"{name}: takes no options, got {sorted(unknown_options)}")
     if unknown_options:
         raise ValueError(f"{name}: unknown option(s) {sorted(unknown_options)}; known: {sorted(options)}")
     unknown_tasks = [t for t in ctx.tasks if t not in tasks]
