@@ -161,7 +161,7 @@ def cmd_decontam(args: argparse.Namespace) -> int:
 
     if args.action == "add":
         info = decontam.add_benchmark(args.name, Path(args.dir), registry=args.registry, split=args.split,
-                                      workers=args.workers)
+                                      workers=args.workers, benchmark=args.benchmark)
         print(f"registered {args.name}: {info}")
     elif args.action == "list":
         for b in decontam.list_benchmarks(args.registry):
@@ -261,6 +261,8 @@ def make_parser() -> argparse.ArgumentParser:
     add.add_argument("dir")
     add.add_argument("--split", default="test", help="test (where the layout records one) or all")
     add.add_argument("--workers", type=int, default=1)
+    add.add_argument("--benchmark", help="read DIR with this evaluation benchmark's reader (datakit.benchmarks: "
+                     "vqa_rad, slake, ...) and register the images its items show the model")
     dsub.add_parser("list", help="registered benchmarks")
     rm = dsub.add_parser("rm", help="unregister a benchmark")
     rm.add_argument("name")

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 
-from datakit.dedup.benchmarks import plan_scan, scan
+from datakit.dedup.benchmarks import ScanPlan, plan_scan, scan
 from datakit.dedup.config import DedupConfig
 from datakit.dedup.image_hash import SIGNATURE_VERSION, ImageSignature
 from datakit.dedup.image_index import NearImageConfig, SignatureTable, near_pairs
@@ -43,16 +43,25 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 def add_benchmark(
-    name: str, folder: str | Path, *, registry: str | Path | None = None, split: str = "test", workers: int = 1
+    name: str, folder: str | Path, *, registry: str | Path | None = None, split: str = "test", workers: int = 1,
+    benchmark: str | None = None,
 ) -> dict[str, Any]:
-    """Register (or re-register) benchmark ``name`` from ``folder``; returns its summary."""
+    """Register (or re-register) benchmark ``name`` from ``folder``; returns its summary. With
+    ``benchmark`` (a ``datakit.benchmarks`` name) the images are the ones its reader's items show
+    the model (``split`` is then that reader's split name); without, the folder is scanned."""
     import polars as pl
 
     if not _NAME_RE.match(name):
         raise ValueError(f"benchmark name {name!r} must match [a-z0-9][a-z0-9_-]* (e.g. vqa_rad)")
     root = Path(folder)
-    plan = plan_scan(root, split)
-    entries, skipped = scan(root, plan, workers)
+    if benchmark is not None:
+        from datakit.benchmarks.signing import benchmark_entries
+
+        n_files, entries, skipped = benchmark_entries(benchmark, root, split, workers)
+        plan = ScanPlan(f"benchmark:{benchmark}", split, [""] * n_files)
+    else:
+        plan = plan_scan(root, split)
+        entries, skipped = scan(root, plan, workers)
     if not entries:
         hint = "; register every image with split='all'" if plan.split == "test" else ""
         raise ValueError(f"{root}: no readable image among {len(plan.files)} files (layout {plan.layout}, "
