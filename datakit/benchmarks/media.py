@@ -23,7 +23,7 @@ from datakit.benchmarks.items import BenchItem
 from datakit.errors import Rejected
 from datakit.media import decode_image
 from datakit.video import FrameOptions, decode_frames
-from datakit.volume import SliceOptions, as_volume, read_bytes, read_npy, slice_indices, to_uint8
+from datakit.volume import SliceOptions, as_volume, check_shape, read_bytes, read_npy, slice_indices, to_uint8
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,3 +71,25 @@ def load_media(item: BenchItem, opts: MediaOptions = MediaOptions()) -> list[tup
             for k, frame in zip(decoded.indices, decoded.frames):
                 out.append((f"{label}#frame={k}", Image.fromarray(frame, "RGB")))
     return out
+
+
+def count_images(item: BenchItem, opts: MediaOptions = MediaOptions()) -> int:
+    """How many images ``load_media`` gives for ``item``, reading only headers where it can
+    (the prompt of a scored response names one ``<image>`` per image)."""
+    if item.media_kind == "image":
+        return len(item.media)
+    if item.media_kind == "volume":
+        import numpy as np
+
+        total = 0
+        for path in item.media:
+            label = _label(item, path)
+            try:
+                shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
+            except (OSError, ValueError) as e:
+                raise Rejected("volume_unreadable", label, str(e)) from e
+            depth = check_shape(shape, label, opts.slices.expected_shape)[0]
+            total += len(slice_indices(depth, opts.slices.num_slices))
+        return total
+    return sum(len(decode_frames(read_bytes(p, _label(item, p)), _label(item, p), opts.frames.max_frames).indices)
+               for p in item.media)

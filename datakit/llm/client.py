@@ -134,7 +134,7 @@ class LLMClient:
                         model=self.config.model,
                         messages=request.wire_messages(),  # type: ignore[arg-type]
                         max_tokens=request.max_tokens,
-                        response_format={"type": "json_object"},
+                        response_format={"type": request.response_format},
                         **self.config.sampling.to_dict(),
                     )
             except (openai.AuthenticationError, openai.PermissionDeniedError) as e:

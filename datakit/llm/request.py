@@ -54,6 +54,7 @@ class ChatRequest:
     prompt_version: str
     messages: tuple[ChatMessage, ...]
     max_tokens: int = 1024
+    response_format: str = "json_object"  # "text" for tasks whose answers are not JSON (the eval judge)
 
     def key_material(self, model: str, sampling: SamplingParams) -> dict[str, Any]:
         """Everything the answer depends on, images as hashes (the cache key is its sha256)."""
@@ -63,7 +64,7 @@ class ChatRequest:
             "task": self.task,
             "prompt_version": self.prompt_version,
             "sampling": {**sampling.to_dict(), "max_tokens": self.max_tokens},
-            "response_format": "json_object",
+            "response_format": self.response_format,
             "messages": [
                 {"role": m.role, "content": [_part_key(p) for p in m.content]} for m in self.messages
             ],

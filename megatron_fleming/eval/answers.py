@@ -1,0 +1,174 @@
+"""Reading an answer out of a model's response: the rules MedEvalKit scores with, done right.
+
+Pure functions on strings, shared by evaluation and (later) the GRPO accuracy reward:
+
+* ``extract_answer``: the answer span — the last ``\\boxed{...}``, else the ``<answer>`` tags,
+  else the text after the last answer marker ("answer:", "the answer is", "final answer",
+  "**Answer**", "答案：", "答案是", "最终答案"...), else the whole response.
+* ``judge_yes_no``: a closed question is right when exactly one polarity (yes or no, 是 or 否)
+  appears in the answer span, as whole words, and it is the reference's.
+* ``match_choice``: multiple choice — the option letter, then an option's text, then the most
+  similar option (``difflib`` ratio, as MedEvalKit); never a choice for an empty answer.
+* ``exact_match``: open questions, equal after ``normalise``.
+* ``parse_judge``: the ``<judge>0|1</judge>`` verdict of the LLM judge (0 = correct, MedEvalKit's
+  convention).
+
+Where these differ from MedEvalKit's ``utils/utils.py`` (substring yes/no tests, no punctuation
+normalisation, option A for an empty response...) is listed in ``docs/evaluation.md``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import unicodedata
+from dataclasses import dataclass
+
+LETTERS = "ABCDEFGH"
+
+_BOXED = re.compile(r"\\boxed\s*\{")
+_ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.S | re.I)
+# Longest first, so "the final answer is" wins over "answer is".
+_MARKERS = sorted([
+    "**answer**:", "**answer:**", "**answer**", "*answer*:", "final answer is", "final answer:", "final answer",
+    "the answer is", "answer is", "answer:", "答案是", "答案为", "答案:", "最终答案是", "最终答案", "正确答案是",
+], key=len, reverse=True)
+_EDGE = " \t\r\n.,;:!?。，；：！？、\"'`*()[]{}（）【】「」《》"
+
+
+def normalise(text: str) -> str:
+    """Comparison form: NFKC (full-width to ASCII), case-folded, one space between words, no
+    punctuation, quotes or markdown at either end."""
+    text = " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+    return text.strip(_EDGE)
+
+
+def _last_boxed(text: str) -> str | None:
+    """Content of the last ``\\boxed{...}``, braces balanced; None when there is none."""
+    starts = [m.end() for m in _BOXED.finditer(text)]
+    for start in reversed(starts):
+        depth = 1
+        for i in range(start, len(text)):
+            depth += {"{": 1, "}": -1}.get(text[i], 0)
+            if depth == 0:
+                return text[start:i]
+    return None
+
+
+def extract_answer(response: str, *, markers: bool = True) -> str:
+    """The answer span of a response (see the module docstring), stripped; with
+    ``markers=False`` only ``\\boxed{}`` and ``<answer>`` are looked for (what the judge reads)."""
+    text = response or ""
+    boxed = _last_boxed(text)
+    if boxed is not None:
+        return boxed.strip()
+    tags = _ANSWER_TAG.findall(text)
+    if tags:
+        text = tags[-1]
+    if not markers:
+        return text.strip()
+    lowered = unicodedata.normalize("NFKC", text).casefold()
+    best = -1, ""
+    for marker in _MARKERS:
+        at = lowered.rfind(marker)
+        if at > best[0]:
+            best = at, marker
+    if best[0] >= 0:
+        text = unicodedata.normalize("NFKC", text)[best[0] + len(best[1]):]
+    return text.strip()
+
+
+# ---------------------------------------------------------------- closed (yes / no)
+
+_YES_EN, _NO_EN = re.compile(r"\byes\b"), re.compile(r"\bno\b")
+_NO_ZH = re.compile(r"不是|没有|否|不|无")
+_YES_ZH = re.compile(r"是|有")
+YES_NO = {"yes": "yes", "no": "no", "是": "yes", "否": "no", "是的": "yes", "不是": "no"}
+
+
+def polarity(reference: str) -> str | None:
+    """``"yes"``/``"no"`` when the reference answer is a yes/no answer (English or Chinese)."""
+    return YES_NO.get(normalise(reference))
+
+
+def answer_polarity(span: str) -> str | None:
+    """The one polarity a response span states, or None (neither, or both)."""
+    text = normalise(span)
+    no_zh = bool(_NO_ZH.search(text))
+    yes_zh = bool(_YES_ZH.search(_NO_ZH.sub(" ", text)))
+    yes = bool(_YES_EN.search(text)) or yes_zh
+    no = bool(_NO_EN.search(text)) or no_zh
+    if yes == no:
+        return None
+    return "yes" if yes else "no"
+
+
+def judge_yes_no(reference: str, response: str) -> tuple[bool, str | None]:
+    """(correct, the polarity read) for a closed question whose reference is yes/no."""
+    want = polarity(reference)
+    if want is None:
+        raise ValueError(f"reference {reference!r} is not a yes/no answer")
+    got = answer_polarity(extract_answer(response))
+    return got == want, got
+
+
+# ---------------------------------------------------------------- multiple choice
+
+# A capital letter alone, or followed by punctuation ("B.", "(B)", "B:", "选项B"); "A lesion..." is
+# a sentence, not option A.
+_LEADING_LETTER = re.compile(r"^(?:(?i:option|choice)\s*|选项\s*|选\s*)?[(\[]?([A-H])(?:[)\].:：、,，]|\s*$)")
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """The option a response picks: its letter, and how it was read (or ``rule="none"``)."""
+
+    letter: str | None
+    rule: str  # "letter" | "text" | "nearest" | "none"
+    similarity: float | None = None
+
+
+def match_choice(response: str, options: tuple[str, ...] | list[str]) -> Choice:
+    """Which of ``options`` (texts, in letter order) the response picks."""
+    n = len(options)
+    span = extract_answer(response)
+    flat = " ".join(unicodedata.normalize("NFKC", span).split())
+    bare = flat.strip("*`\"' ")
+    m = _LEADING_LETTER.match(bare) or _LEADING_LETTER.match(bare.upper() if len(bare) == 1 else "")
+    if m and m.group(1) in LETTERS[:n]:
+        return Choice(m.group(1), "letter")
+    target = normalise(span)
+    if not target:
+        return Choice(None, "none")
+    texts = [normalise(o) for o in options]
+    equal = [i for i, t in enumerate(texts) if t and t == target]
+    if len(equal) == 1:
+        return Choice(LETTERS[equal[0]], "text")
+    contained = [i for i, t in enumerate(texts) if t and re.search(rf"(?<!\w){re.escape(t)}(?!\w)", target)]
+    if len(contained) == 1:
+        return Choice(LETTERS[contained[0]], "text")
+    ratios = [difflib.SequenceMatcher(None, t, target).ratio() for t in texts]
+    best = max(range(n), key=lambda i: (ratios[i], -i))
+    if ratios[best] <= 0.0:
+        return Choice(None, "none", 0.0)
+    return Choice(LETTERS[best], "nearest", ratios[best])
+
+
+# ---------------------------------------------------------------- open questions and the judge
+
+def exact_match(reference: str, response: str) -> tuple[bool, str]:
+    """(correct, the normalised answer span) for an open question."""
+    got = normalise(extract_answer(response))
+    return got == normalise(reference), got
+
+
+_JUDGE = re.compile(r"<judge>\s*(.*?)\s*</judge>", re.S | re.I)
+
+
+def parse_judge(text: str | None) -> bool | None:
+    """The judge's verdict: ``<judge>0</judge>`` correct, ``<judge>1</judge>`` incorrect
+    (MedEvalKit's convention); None when the reply holds no such verdict."""
+    found = _JUDGE.findall(text or "")
+    if not found:
+        return None
+    return {"0": True, "1": False}.get(found[-1].strip())
