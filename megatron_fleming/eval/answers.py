@@ -144,7 +144,8 @@ def match_choice(response: str, options: tuple[str, ...] | list[str]) -> Choice:
     equal = [i for i, t in enumerate(texts) if t and t == target]
     if len(equal) == 1:
         return Choice(LETTERS[equal[0]], "text")
-    contained = [i for i, t in enumerate(texts) if t and re.search(rf"(?<!\w){re.escape(t)}(?!\w)", target)]
+    # Whole-word containment for Latin text; Chinese has no spaces, so any containment counts.
+    contained = [i for i, t in enumerate(texts) if t and re.search(rf"(?<![a-z0-9]){re.escape(t)}(?![a-z0-9])", target)]
     if len(contained) == 1:
         return Choice(LETTERS[contained[0]], "text")
     ratios = [difflib.SequenceMatcher(None, t, target).ratio() for t in texts]
