@@ -74,7 +74,7 @@ def extract_answer(response: str, *, markers: bool = True) -> str:
         if at > best[0]:
             best = at, marker
     if best[0] >= 0:
-        text = unicodedata.normalize("NFKC", text)[best[0] + len(best[1]):]
+        text = unicodedata.normalize("NFKC", text)[best[0] + len(best[1]):].strip().lstrip(":：")
     return text.strip()
 
 
