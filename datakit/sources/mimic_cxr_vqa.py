@@ -10,7 +10,9 @@ MIMIC-CXR-JPG's, under ``files/`` + each row's ``image_path``. This project's to
 
 A row (JSON list): ``idx``, ``subject_id``, ``study_id``, ``image_id``, ``image_path``,
 ``question``, ``semantic_type`` (verify/choose/query), ``content_type``, ``template``,
-``answer`` (a sorted list of lower-case strings; ``[]`` when nothing qualifies).
+``answer`` (a sorted list of lower-case strings, ``[]`` when nothing qualifies, as
+``dataset_builder/generate_answer.py`` writes it; the README calls it a string, which is read as a
+one-item list).
 
 Decisions:
 
@@ -63,6 +65,7 @@ class MimicCxrVqaReader(SourceReader):
         if not isinstance(question, str) or not question.strip() or not isinstance(image_rel, str) or not image_rel:
             return self._refuse(place, "missing_field", "empty question or image_path")
         answer = row["answer"]
+        answer = [answer] if isinstance(answer, str) else answer  # the README's form; generate_answer.py writes lists
         if not isinstance(answer, list) or not all(isinstance(a, str) for a in answer):
             return self._refuse(place, "bad_answer", f"answer {str(answer)[:60]} is not a list of strings")
         try:
