@@ -103,3 +103,22 @@ def test_grpo_recipe_names_an_existing_base(tmp_path):
     path.write_text(yaml.safe_dump({"name": "g", "seed": 1, "grpo_prep": {"from": "stage3", "yes_no_share": 2}}))
     with pytest.raises(ValueError, match="yes_no_share"):
         load_recipe(path)
+
+
+def _steps(recipe) -> dict[str, tuple]:
+    return {s.source: (s.path, json.dumps(s.options, sort_keys=True),
+                       [(c.converter, c.tasks, json.dumps(c.options, sort_keys=True)) for c in s.convert])
+            for s in recipe.sources}
+
+
+def test_stage_recipes_convert_table1_sources_as_their_own_recipes_do():
+    everything, stage3 = _steps(load_recipe("all")), _steps(load_recipe("stage3"))
+    captions, stage2 = _steps(load_recipe("captions")), _steps(load_recipe("stage2"))
+    cot = ("llm_enrich", ("cot_mcq",), "{}")
+    for source, (path, options, steps) in everything.items():
+        if source in captions:  # image-caption pairs are stage 2, converted as `captions` does
+            assert source not in stage3 and stage2[source] == captions[source]
+            continue
+        got_path, got_options, got_steps = stage3[source]
+        assert (got_path, got_options) == (path, options), source
+        assert [s for s in got_steps if s != cot] == steps, source  # plus CoT on its multiple choice
