@@ -34,7 +34,7 @@ from datakit.media import read_image
 from datakit.record import LoadedRecord, RawRecord
 from datakit.sample import LANGS
 from datakit.sources.base import Rejection, SourceReader, file_sha256
-from datakit.sources.dialogues import TASKS, check_turns, dialogue, local_image, read_json_rows
+from datakit.sources.dialogues import check_turns, dialogue, local_image, read_json_rows
 
 QUESTION_TYPE = {"caption": "caption", "instruction": "open"}
 _FILE_KEYS = {"file", "task", "images_dir", "lang"}
@@ -102,8 +102,7 @@ class LlavaFormatReader(SourceReader):
                 yield self._refuse(place, "duplicate_id", f"id {row_id!r} appears earlier in {rel}")
                 continue
             seen.add(row_id)
-            got = self._record(entry, f"{stem}/{row_id}", place, row)
-            yield got
+            yield self._record(entry, f"{stem}/{row_id}", place, row)
 
     def _record(self, entry: dict[str, Any], record_id: str, place: str, row: dict[str, Any]) -> RawRecord | Rejection:
         names = row.get(self.opts["image_field"])
@@ -142,5 +141,3 @@ class LlavaFormatReader(SourceReader):
         return LoadedRecord(record=record, media=media, facts={"dialogues": [dict(record.meta["dialogue"])]},
                             file_sha256=sums)
 
-
-__all__ = ["LlavaFormatReader", "QUESTION_TYPE", "TASKS"]

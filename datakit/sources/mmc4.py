@@ -57,17 +57,16 @@ ESCAPED_MARKER = "<IMAGE>"
 _SHARD = re.compile(r"shard_(\d+)")
 
 
-def _lines(path: Path) -> Iterator[bytes]:
-    """The JSON Lines of a shard, from a ``.jsonl`` or from the one file inside a ``.zip``."""
+def _lines(path: Path) -> list[bytes]:
+    """The JSON Lines of a shard, from a ``.jsonl`` or from the one file inside a ``.zip``
+    (readers of the release take ``namelist()[0]``)."""
     if path.suffix == ".zip":
         with zipfile.ZipFile(path) as zf:
             names = [n for n in zf.namelist() if not n.endswith("/")]
             if not names:
                 raise zipfile.BadZipFile("the archive holds no file")
-            data = zf.read(names[0])
-    else:
-        data = path.read_bytes()
-    yield from data.splitlines()
+            return zf.read(names[0]).splitlines()
+    return path.read_bytes().splitlines()
 
 
 @register_source
@@ -107,7 +106,7 @@ class Mmc4Reader(SourceReader):
         on_disk = {p.name: p for p in images.iterdir() if p.is_file()} if images.is_dir() else {}
         named: set[str] = set()
         try:
-            lines = list(_lines(path))
+            lines = _lines(path)
         except (OSError, zipfile.BadZipFile) as e:
             yield self._refuse(rel, "bad_archive", str(e))
             return

@@ -63,6 +63,10 @@ class OpenMedReasonReader(SourceReader):
     top_folder = "OpenMedReason"
     options: dict[str, Any] = {"files": "data/train-*.parquet"}
 
+    def __init__(self, root: Path, **options: Any) -> None:
+        super().__init__(root, **options)
+        self._files: dict[Path, Any] = {}  # path -> (ParquetFile, first row of each row group, sha256)
+
     def _refuse(self, place: str, reason: str, detail: str = "") -> Rejection:
         return Rejection(source=self.name, record_id=place, path=place, reason=reason, detail=detail)
 
@@ -109,10 +113,6 @@ class OpenMedReasonReader(SourceReader):
         facts = dialogue(conversation, task="cot", question_type="mcq", row=place, answer=answer, options=options)
         return RawRecord(source=self.name, record_id=place, modality=self.modality, images=(path,),
                          meta={"dialogue": facts, "row": index}, root=self.root)
-
-    def __init__(self, root: Path, **options: Any) -> None:
-        super().__init__(root, **options)
-        self._files: dict[Path, Any] = {}  # path -> (ParquetFile, first row of each row group, sha256)
 
     def _open(self, path: Path) -> tuple[Any, list[int], str]:
         """The parquet file, the first row index of each of its row groups and its sha256, read

@@ -6,7 +6,6 @@ and the good rows pass through unchanged."""
 from __future__ import annotations
 
 import json
-import shutil
 import zipfile
 from pathlib import Path
 
