@@ -1,0 +1,144 @@
+"""Torchrun worker (TP ranks): the generation engine on a Hugging Face InternVL folder.
+
+Writes what the generation tests judge (the test holds transformers' reference itself):
+- `greedy`: greedy tokens per case, all cases in one batch of different prompt lengths;
+- `recompute_greedy`: the same without the KV cache (whole sequence every step);
+- `kv_max_diff[delta]`: max |logits of each decode step with the KV cache - logits of the plain
+  training forward over the finished prefix| (the forward computes its own V2PE positions);
+  `delta_effect`: how far the step logits at the fractional delta are from those at delta 1;
+- `stopped`: greedy with an end id the model emits at step 3 (tokens, finish reason, text);
+- `sampled*`: seeded sampling at T = 0.9 run twice, in another batch order / size, and with
+  another seed; `logprob_max_diff`: engine log-probs vs `sequence_logprobs` of the same tokens;
+  `t1_vs_training_loss`: `sequence_logprobs` at T = 1 vs the training forward's loss path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from megatron_fleming.generate import (
+    GenerationEngine,
+    Request,
+    RequestEncoder,
+    SamplingParams,
+    load_hf,
+    sequence_logprobs,
+)
+from megatron_fleming.model.config import ParallelConfig
+from megatron_fleming.model.parallel import initialize_parallel, shutdown_parallel, unwrap
+
+IGNORE = -100
+
+
+def requests(cases: list[dict], sampling: SamplingParams | None = None) -> list[Request]:
+    return [Request(id=c["id"], prompt=c["prompt"], images=tuple(Path(p) for p in c["images"]),
+                    modality=c.get("modality"), sampling=sampling) for c in cases]
+
+
+def engine(loaded, max_new: int, **kwargs) -> GenerationEngine:
+    encoder = RequestEncoder(loaded.cfg, loaded.tokenizer, max_tiles=6, system_prompt=None,
+                             sampling=SamplingParams(max_new_tokens=max_new, ignore_eos=True),
+                             seed=kwargs.pop("seed", 0))
+    return GenerationEngine(loaded.model, encoder, end_ids=loaded.end_ids, **kwargs)
+
+
+def full_sequence(prepared, result) -> tuple[torch.Tensor, torch.Tensor]:
+    """[1, L + n] ids of prompt + generated tokens and next-token labels on the generated ones."""
+    ids = torch.tensor([prepared.input_ids + result.token_ids[:-1]])
+    labels = torch.full_like(ids, IGNORE)
+    start = len(prepared.input_ids) - 1
+    labels[0, start:] = torch.tensor(result.token_ids)
+    return ids, labels
+
+
+@torch.no_grad()
+def kv_max_diff(loaded, cases: list[dict], max_new: int) -> tuple[float, torch.Tensor | None]:
+    """Each decode step's cached logits vs the plain forward over the same prefix; and the first
+    step's logits of the first case (on the sampling rank)."""
+    eng = engine(loaded, max_new, batch_size=len(cases), keep_logits=True)
+    prepared = [eng.encoder.prepare(r) for r in requests(cases)]
+    results = eng.run(prepared)
+    model = unwrap(loaded.model).eval()
+    worst = torch.zeros(())
+    for p, r in zip(prepared, results):
+        ids, _ = full_sequence(p, r)
+        logits = model(ids, p.pixel_values, runtime_gather_output=True)[0]
+        n = len(p.input_ids)
+        recomputed = logits[n - 1:n - 1 + len(r.token_ids)].float()
+        if r.logits is not None:  # the sampling rank (tensor-parallel rank 0)
+            worst = torch.maximum(worst, (r.logits - recomputed).abs().max())
+    torch.distributed.all_reduce(worst, op=torch.distributed.ReduceOp.MAX)
+    first = results[0].logits
+    return float(worst), None if first is None else first[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--hf", type=Path, required=True)
+    parser.add_argument("--cases", type=Path, required=True)
+    parser.add_argument("--tp", type=int, default=1)
+    parser.add_argument("--max-new", type=int, default=8)
+    parser.add_argument("--fractional-delta", type=float, default=0.25)
+    args = parser.parse_args()
+    cases = json.loads(args.cases.read_text())
+    par = ParallelConfig(tensor_parallel=args.tp)
+    initialize_parallel(par, seed=3)
+    out: dict = {}
+    loaded = load_hf(args.hf, par)
+    out["end_ids"] = list(loaded.end_ids)
+
+    greedy = engine(loaded, args.max_new, batch_size=len(cases))
+    out["greedy"] = {r.id: r.token_ids for r in greedy.generate(requests(cases))}
+    recompute = engine(loaded, args.max_new, batch_size=len(cases), use_kv_cache=False)
+    out["recompute_greedy"] = {r.id: r.token_ids for r in recompute.generate(requests(cases))}
+
+    whole, whole_first = kv_max_diff(loaded, cases, args.max_new)
+    fractional = load_hf(args.hf, par, v2pe_delta=args.fractional_delta)
+    assert unwrap(fractional.model).cfg.v2pe_delta == args.fractional_delta
+    part, part_first = kv_max_diff(fractional, cases, args.max_new)
+    out["kv_max_diff"] = {"1.0": whole, str(args.fractional_delta): part}
+    if whole_first is not None:
+        out["delta_effect"] = float((whole_first - part_first).abs().max())
+
+    first = cases[0]["id"]
+    stop_at = out["greedy"][first][2]
+    stopping = GenerationEngine(loaded.model, greedy.encoder, end_ids=[stop_at], batch_size=1)
+    stopped = stopping.generate(requests(cases[:1], SamplingParams(max_new_tokens=args.max_new)))[0]
+    out["stopped"] = {"tokens": stopped.token_ids, "finish": stopped.finish_reason,
+                      "text": stopped.text, "want_text": loaded.tokenizer.decode(stopped.token_ids[:-1])}
+
+    hot = SamplingParams(temperature=0.9, max_new_tokens=args.max_new, ignore_eos=True)
+    sampled = {}
+    for name, order, batch_size, seed in [("a", cases, len(cases), 0), ("b", cases, len(cases), 0),
+                                          ("reordered", cases[::-1], 2, 0),
+                                          ("other_seed", cases, len(cases), 1)]:
+        eng = engine(loaded, args.max_new, batch_size=batch_size, seed=seed)
+        prepared = [eng.encoder.prepare(r) for r in requests(order, hot)]
+        results = eng.run(prepared)
+        sampled[name] = {r.id: {"tokens": r.token_ids, "logprobs": r.logprobs} for r in results}
+        if name == "a":
+            diff, loss_diff = 0.0, 0.0
+            for p, r in zip(prepared, results):
+                ids, labels = full_sequence(p, r)
+                lp = sequence_logprobs(loaded.model, ids, p.pixel_values, labels, temperature=0.9)
+                got = lp[0, len(p.input_ids) - 1:]
+                diff = max(diff, float((got - torch.tensor(r.logprobs)).abs().max()))
+                t1 = sequence_logprobs(loaded.model, ids, p.pixel_values, labels, temperature=1.0)
+                with torch.no_grad():
+                    loss = unwrap(loaded.model)(ids, p.pixel_values, labels=labels)
+                loss_diff = max(loss_diff, float((t1 + loss).abs().max()))
+            out["logprob_max_diff"] = diff
+            out["t1_vs_training_loss"] = loss_diff
+    out["sampled"] = sampled
+    if torch.distributed.get_rank() == 0:
+        Path(args.out).write_text(json.dumps(out))
+    shutdown_parallel()
+
+
+if __name__ == "__main__":
+    main()
