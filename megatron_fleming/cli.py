@@ -4,6 +4,7 @@
     fleming convert mcore-to-hf --mcore DIR --out DIR [--layout internvl|transformers]
     fleming train --config CONFIG.yaml [--data DIR] [section.key=value ...]
     fleming generate (--hf DIR | --mcore DIR) --input REQUESTS.jsonl --output ANSWERS.jsonl [...]
+    fleming chat (--hf DIR | --mcore DIR) [--image PATH ...]
 
 Subcommands register themselves through `add_*_parser` functions, so `train` and `eval` can join
 without touching the others.
@@ -16,7 +17,7 @@ import logging
 import sys
 from pathlib import Path
 
-from megatron_fleming.generate.cli import add_generate_parser
+from megatron_fleming.generate.cli import add_chat_parser, add_generate_parser
 from megatron_fleming.train.cli import add_train_parser
 
 
@@ -86,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_convert_parser(commands)
     add_train_parser(commands)
     add_generate_parser(commands)
+    add_chat_parser(commands)
     return parser
 
 

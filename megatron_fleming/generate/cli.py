@@ -1,14 +1,16 @@
-"""``fleming generate``: answer a JSONL file of requests with a checkpoint.
+"""``fleming generate`` (a JSONL file of requests) and ``fleming chat`` (interactive).
 
     fleming generate (--hf DIR | --mcore DIR) --input REQUESTS.jsonl --output ANSWERS.jsonl
         [--max-new-tokens N] [--temperature T] [--top-p P] [--top-k K] [--seed S]
         [--max-tiles N] [--v2pe-delta D] [--ignore-eos] [--tp N] [--pp N] [--batch-size B]
+    fleming chat (--hf DIR | --mcore DIR) [--image PATH ...] [--modality video] [same flags]
 
 `generate` runs on tp x pp ranks (x data-parallel replicas under torchrun, each taking every
 dp-th request): the ranks of a torchrun / srun launch, or spawned here on this machine when
 started as one process. Request and answer formats: `generate.requests`. A request that cannot
 be run (unreadable image, wrong number of image tokens) is answered with an error line and the
-exit status is 1; every other request is still answered.
+exit status is 1; every other request is still answered. `chat` runs in this one process
+(tp = pp = 1): one user turn per line on stdin, each answer on stdout, the conversation kept.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,6 +172,41 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 1 if summary["errors"] else 0
 
 
+def chat_rank(job: GenerateJob, images: tuple[Path, ...], modality: str | None) -> None:
+    """One rank: answer stdin line by line, each turn with the whole conversation so far."""
+    from megatron_fleming.generate.engine import GenerationEngine
+    from megatron_fleming.generate.requests import Request
+    from megatron_fleming.model.parallel import initialize_parallel, shutdown_parallel
+
+    initialize_parallel(_parallel_config(job), seed=job.seed)
+    try:
+        loaded = load(job)
+        engine = GenerationEngine(loaded.model, _encoder(job, loaded), end_ids=loaded.end_ids,
+                                  batch_size=1, v2pe_delta=job.v2pe_delta)
+        history: list[tuple[str, str]] = []
+        for number, line in enumerate(sys.stdin, 1):
+            question = line.strip()
+            if not question:
+                continue
+            result = engine.generate([Request(id=f"turn{number}", prompt=question, images=images,
+                                              modality=modality, history=tuple(history))])[0]
+            history.append((question, result.text))
+            print(result.text, flush=True)
+    finally:
+        shutdown_parallel()
+
+
+def _cmd_chat(args: argparse.Namespace) -> int:
+    from megatron_fleming.convert.launch import run_on_ranks
+
+    if args.tp * args.pp != 1:
+        raise SystemExit("fleming chat runs in one process: --tp 1 --pp 1")
+    job = _job(args, input=Path(os.devnull), output=Path(os.devnull))
+    run_on_ranks("megatron_fleming.generate.cli:chat_rank", 1, job, tuple(args.image),
+                 args.modality)
+    return 0
+
+
 def _common_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--hf", type=Path, help="Hugging Face InternVL folder (converted in memory)")
@@ -205,3 +243,13 @@ def add_generate_parser(commands: argparse._SubParsersAction) -> None:
     gen.add_argument("--output", type=Path, required=True, help="answers, one JSON per line")
     gen.add_argument("--batch-size", type=int, default=8)
     gen.set_defaults(func=_cmd_generate)
+
+
+def add_chat_parser(commands: argparse._SubParsersAction) -> None:
+    chat = commands.add_parser("chat", help="talk to a checkpoint about images, one turn per line")
+    _common_arguments(chat)
+    chat.add_argument("--image", type=Path, action="append", default=[],
+                      help="an image of the conversation (repeat for several, in order)")
+    chat.add_argument("--modality", choices=("video", "volume"), default=None,
+                      help="the images are frames / slices: one tile each")
+    chat.set_defaults(func=_cmd_chat)

@@ -23,8 +23,8 @@ engine looks RoPE up by integer position and cannot). `use_kv_cache=False` recom
 sequence every step instead (the benchmark's baseline; image features are still reused).
 
 Parallelism: tensor parallel (gathered logits; one rank samples and broadcasts) and pipeline
-parallel (hidden states sent stage to stage each step, see `stages`). Sequence parallelism is
-refused: a one-token step cannot be split over the sequence.
+parallel (hidden states sent stage to stage each step, see `stages`). Sequence and context
+parallelism are refused: a one-token step cannot be split over the sequence.
 """
 
 from __future__ import annotations
@@ -54,9 +54,9 @@ class GenerationEngine:
                  keep_logits: bool = False) -> None:
         self.model = unwrap(model)
         cfg = self.model.cfg
-        if self.model.config.sequence_parallel:
-            raise ValueError("generation needs sequence_parallel=False (one-token decode steps "
-                             "cannot be split over the sequence)")
+        if self.model.config.sequence_parallel or self.model.config.context_parallel_size > 1:
+            raise ValueError("generation needs sequence_parallel=False and context_parallel=1 "
+                             "(one-token decode steps cannot be split over the sequence)")
         if batch_size < 1:
             raise ValueError(f"batch_size ({batch_size}) must be >= 1")
         self.delta = cfg.v2pe_delta if v2pe_delta is None else float(v2pe_delta)

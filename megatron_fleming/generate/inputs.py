@@ -65,13 +65,18 @@ class RequestEncoder:
         self.sampling = sampling
         self.seed = seed
 
-    def prompt_ids(self, prompt: str, tiles_per_image: list[int], system: str | None = None) -> list[int]:
-        """Chat-template ids of one user turn, up to and including the assistant header."""
-        if prompt.count(IMAGE_PLACEHOLDER) == 0 and tiles_per_image:
-            prompt = f"{IMAGE_PLACEHOLDER}\n" * len(tiles_per_image) + prompt
-        turns = [{"from": "human", "value": prompt}]
-        if system is not None:
-            turns.insert(0, {"from": "system", "value": system})
+    def prompt_ids(self, prompt: str, tiles_per_image: list[int], system: str | None = None,
+                   history: list[tuple[str, str]] = ()) -> list[int]:
+        """Chat-template ids up to and including the assistant header: earlier (user, assistant)
+        turns of `history`, then `prompt`. Without any `<image>`, one per image goes in front of
+        the first user turn."""
+        questions = [q for q, _ in history] + [prompt]
+        if tiles_per_image and not any(IMAGE_PLACEHOLDER in q for q in questions):
+            questions[0] = f"{IMAGE_PLACEHOLDER}\n" * len(tiles_per_image) + questions[0]
+        turns = [] if system is None else [{"from": "system", "value": system}]
+        for question, (_, answer) in zip(questions, history):
+            turns += [{"from": "human", "value": question}, {"from": "gpt", "value": answer}]
+        turns.append({"from": "human", "value": questions[-1]})
         rendered = self.renderer.render(turns, tiles_per_image)
         return rendered.input_ids + [self.renderer.im_start] + self.tokenizer.encode("assistant\n")
 
@@ -87,7 +92,7 @@ class RequestEncoder:
         tiles = [p.num_tiles for p in plans]
         if request.prompt is not None:
             try:
-                ids = self.prompt_ids(request.prompt, tiles, request.system)
+                ids = self.prompt_ids(request.prompt, tiles, request.system, list(request.history))
             except PromptError as e:
                 raise RequestError(f"request {rid!r}: {e}", rid) from None
         else:

@@ -7,7 +7,8 @@ rendered and expanded. JSON lines (`fleming generate --input`)::
     {"id": "q1", "images": ["a.png"], "prompt": "<image>\\nWhat is shown?"}
     {"id": "q2", "images": ["f0.png", "f1.png"], "modality": "video", "input_ids": [...]}
 
-Optional per-request keys: `system` (system prompt; default the engine's), `modality`
+Optional per-request keys: `history` (earlier turns of a prompt, `[[user, assistant], ...]`),
+`system` (system prompt; default the engine's), `modality`
 ("video"/"volume": one tile per image, as training does), `seed`, and sampling overrides
 `max_new_tokens`, `temperature`, `top_p`, `top_k`, `ignore_eos`. Answers, one line each in input
 order: `{"id", "text", "token_ids", "logprobs", "finish_reason"}`, or `{"id", "error"}` for a
@@ -29,7 +30,8 @@ from megatron_fleming.generate.sampling import SamplingParams
 
 ImageInput = Union[str, Path, bytes, Image.Image]
 _SAMPLING_KEYS = {f.name for f in dataclasses.fields(SamplingParams)}
-_KEYS = {"id", "prompt", "input_ids", "images", "system", "modality", "seed"} | _SAMPLING_KEYS
+_KEYS = {"id", "prompt", "input_ids", "images", "history", "system", "modality",
+         "seed"} | _SAMPLING_KEYS
 
 
 class RequestError(ValueError):
@@ -49,6 +51,7 @@ class Request:
     prompt: str | None = None
     input_ids: tuple[int, ...] | None = None
     images: tuple[ImageInput, ...] = ()
+    history: tuple[tuple[str, str], ...] = ()  # earlier (user, assistant) turns of a prompt
     system: str | None = None
     modality: str | None = None
     sampling: SamplingParams | None = None
@@ -107,11 +110,18 @@ def request_from_json(doc: Any, defaults: SamplingParams, where: str) -> Request
         raise fail("'input_ids' must be a list of integers")
     if (doc.get("prompt") is None) == (ids is None):
         raise fail("give exactly one of 'prompt' and 'input_ids'")
+    history = doc.get("history") or []
+    if ids is not None and history:
+        raise fail("'history' goes with 'prompt'; 'input_ids' hold the whole conversation")
+    if not isinstance(history, list) or not all(
+            isinstance(t, list) and len(t) == 2 and all(isinstance(x, str) for x in t) for t in history):
+        raise fail("'history' must be a list of [user, assistant] string pairs")
     try:
         sampling = dataclasses.replace(defaults, **{k: doc[k] for k in _SAMPLING_KEYS if k in doc})
         return Request(id=rid, prompt=doc.get("prompt"),
                        input_ids=None if ids is None else tuple(ids),
-                       images=tuple(Path(p) for p in images), system=doc.get("system"),
+                       images=tuple(Path(p) for p in images),
+                       history=tuple(tuple(turn) for turn in history), system=doc.get("system"),
                        modality=doc.get("modality"), sampling=sampling, seed=doc.get("seed"))
     except (TypeError, ValueError) as e:
         raise fail(str(e)) from None

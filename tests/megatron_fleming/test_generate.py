@@ -131,6 +131,9 @@ def test_greedy_equals_transformers_generate(request, reference, tiny, layout):
     for case in tiny[1]:
         assert got["greedy"][case["id"]] == reference[case["id"]], case["id"]
         assert got["recompute_greedy"][case["id"]] == reference[case["id"]], case["id"]
+        assert got["mcore_greedy"][case["id"]] == reference[case["id"]], case["id"]
+        assert got["run_greedy"][case["id"]] == reference[case["id"]], case["id"]
+    assert got["mcore_end_ids"] == got["end_ids"] == [2]  # <|im_end|>, also the config's EOS
 
 
 @pytest.mark.parametrize("layout", ["tp1", "tp2"])
@@ -167,7 +170,6 @@ def test_generation_stops_on_an_end_id(tp1):
     k = first_case.index(stopped["tokens"][-1])
     assert stopped["tokens"] == first_case[:k + 1]
     assert stopped["text"] == stopped["want_text"]  # the end token is not in the text
-    assert tp1["end_ids"] == [2]  # <|im_end|> of the tiny tokenizer (also the config's EOS)
 
 
 def test_cli_generate_pipeline_parallel(tiny, reference, tmp_path):

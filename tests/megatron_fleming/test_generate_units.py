@@ -152,3 +152,15 @@ def test_input_ids_must_hold_the_image_tokens_of_their_tiles(encoder, tmp_path):
     (tmp_path / "bad.png").write_bytes(b"not a png")
     with pytest.raises(RequestError, match="'broken'"):
         encoder.prepare(Request(id="broken", prompt="x", images=(tmp_path / "bad.png",)))
+
+
+def test_history_renders_earlier_turns_with_the_images_in_the_first(encoder, tmp_path):
+    Image.new("RGB", (56, 56), "gray").save(tmp_path / "sq.png")
+    p = encoder.prepare(Request(id="t2", prompt="And now?", images=(tmp_path / "sq.png",),
+                                history=(("What is shown?", "A mass."),), system="S."))
+    text = encoder.tokenizer.decode(p.input_ids)
+    image = "<img>" + "<IMG_CONTEXT>" * encoder.tokens_per_tile + "</img>"
+    assert text == ("<|im_start|>system\nS.<|im_end|>\n"
+                    f"<|im_start|>user\n{image}\nWhat is shown?<|im_end|>\n"
+                    "<|im_start|>assistant\nA mass.<|im_end|>\n"
+                    "<|im_start|>user\nAnd now?<|im_end|>\n<|im_start|>assistant\n")

@@ -7,6 +7,9 @@ Writes what the generation tests judge (the test holds transformers' reference i
   training forward over the finished prefix| (the forward computes its own V2PE positions);
   `delta_effect`: how far the step logits at the fractional delta are from those at delta 1;
 - `stopped`: greedy with an end id the model emits at step 3 (tokens, finish reason, text);
+- `mcore_greedy`: greedy after saving the model as a converted Megatron checkpoint (what
+  `fleming convert hf-to-mcore` writes) and loading it back with `load_mcore`; `run_greedy`:
+  the same from a training-run folder (config.yaml, tracker, iter_* checkpoint, tokenizer/);
 - `sampled*`: seeded sampling at T = 0.9 run twice, in another batch order / size, and with
   another seed; `logprob_max_diff`: engine log-probs vs `sequence_logprobs` of the same tokens;
   `t1_vs_training_loss`: `sequence_logprobs` at T = 1 vs the training forward's loss path.
@@ -19,6 +22,7 @@ import json
 from pathlib import Path
 
 import torch
+import yaml
 
 from megatron_fleming.generate import (
     GenerationEngine,
@@ -32,6 +36,7 @@ from megatron_fleming.model.config import ParallelConfig
 from megatron_fleming.model.parallel import initialize_parallel, shutdown_parallel, unwrap
 
 IGNORE = -100
+REPO = Path(__file__).resolve().parents[3]
 
 
 def requests(cases: list[dict], sampling: SamplingParams | None = None) -> list[Request]:
@@ -74,6 +79,38 @@ def kv_max_diff(loaded, cases: list[dict], max_new: int) -> tuple[float, torch.T
     torch.distributed.all_reduce(worst, op=torch.distributed.ReduceOp.MAX)
     first = results[0].logits
     return float(worst), None if first is None else first[0]
+
+
+def save_converted(loaded, hf: Path, folder: Path, tp: int) -> None:
+    """The Megatron checkpoint `fleming convert hf-to-mcore` writes, from the in-memory model."""
+    from megatron_fleming.convert.hf_checkpoint import read_hf_checkpoint
+    from megatron_fleming.convert.mcore_checkpoint import ConversionRecord, copy_assets, save_checkpoint
+
+    save_checkpoint(unwrap(loaded.model), folder)
+    if torch.distributed.get_rank() == 0:
+        ck = read_hf_checkpoint(hf)
+        copy_assets(ck.assets, folder)
+        ConversionRecord(hf_layout=ck.layout.value, hf_config=ck.raw_config,
+                         vlm_config=loaded.cfg.to_dict(), tensor_parallel=tp, pipeline_parallel=1,
+                         dtype="fp32").write(folder)
+    torch.distributed.barrier()
+
+
+def save_training_run(loaded, run: Path) -> None:
+    """A run folder as `fleming train` leaves it (model part of the checkpoint only)."""
+    from megatron_fleming.convert.mcore_checkpoint import save_checkpoint
+    from megatron_fleming.train.checkpoint import TRACKER, iteration_dir
+    from megatron_fleming.train.config import load_config
+
+    save_checkpoint(unwrap(loaded.model), iteration_dir(run, 3))
+    if torch.distributed.get_rank() == 0:
+        model = yaml.safe_dump(loaded.cfg.to_dict(), default_flow_style=True, width=10**6).strip()
+        cfg = load_config(REPO / "megatron_fleming" / "configs" / "tiny_cpu.yaml",
+                          [f"model.overrides={model}", f"checkpoint.dir={run}"])
+        cfg.save(run / "config.yaml")
+        loaded.tokenizer.save(run / "tokenizer")
+        (run / TRACKER).write_text("3\n")
+    torch.distributed.barrier()
 
 
 def main() -> None:
@@ -135,6 +172,20 @@ def main() -> None:
             out["logprob_max_diff"] = diff
             out["t1_vs_training_loss"] = loss_diff
     out["sampled"] = sampled
+
+    folder = Path(args.out).with_suffix(".mcore")
+    save_converted(loaded, args.hf, folder, args.tp)
+    from megatron_fleming.generate import load_mcore
+
+    reloaded = load_mcore(folder, par)
+    out["mcore_end_ids"] = list(reloaded.end_ids)
+    out["mcore_greedy"] = {r.id: r.token_ids for r in engine(reloaded, args.max_new,
+                                                            batch_size=len(cases)).generate(requests(cases))}
+    run = Path(args.out).with_suffix(".run")
+    save_training_run(loaded, run)
+    from_run = load_mcore(run, par)
+    out["run_greedy"] = {r.id: r.token_ids for r in engine(from_run, args.max_new,
+                                                          batch_size=len(cases)).generate(requests(cases))}
     if torch.distributed.get_rank() == 0:
         Path(args.out).write_text(json.dumps(out))
     shutdown_parallel()
