@@ -110,9 +110,10 @@ def generate_rank(job: GenerateJob) -> dict:
         results = engine.run([p for _, p in mine])
         seconds = time.perf_counter() - start
         done = {slot: r.to_json() for (slot, _), r in zip(mine, results)}
-        gathered = [None] * torch.distributed.get_world_size() if torch.distributed.get_rank() == 0 else None
+        rank = torch.distributed.get_rank()
+        gathered = [None] * torch.distributed.get_world_size() if rank == 0 else None
         torch.distributed.gather_object(done, gathered, dst=0)
-        if torch.distributed.get_rank() != 0:
+        if rank != 0:
             return {}
         for part in gathered:
             for slot, answer in part.items():

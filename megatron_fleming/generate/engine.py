@@ -150,7 +150,8 @@ class GenerationEngine:
         return [self._result(p, tokens[i], logprobs[i], finish[i], kept[i])
                 for i, p in enumerate(batch)]
 
-    def _prompt_embeddings(self, ids: torch.Tensor, batch: list[PreparedRequest]) -> torch.Tensor | None:
+    def _prompt_embeddings(self, ids: torch.Tensor,
+                           batch: list[PreparedRequest]) -> torch.Tensor | None:
         """[longest prompt, rows, hidden] on the first stage (vision runs here, once); else None."""
         if not self.links.first:
             return None
@@ -163,7 +164,8 @@ class GenerationEngine:
         return self.model.embed(ids, pixels)
 
     def _forward(self, step_ids: torch.Tensor, decoder_input: torch.Tensor | None,
-                 positions: torch.Tensor, context: StaticInferenceContext | None) -> torch.Tensor | None:
+                 positions: torch.Tensor,
+                 context: StaticInferenceContext | None) -> torch.Tensor | None:
         """This stage's share of one step; the last stage returns logits [rows, s or 1, vocab]."""
         rows, length = step_ids.shape
         if not self.links.first:
@@ -192,7 +194,7 @@ class GenerationEngine:
                 chosen[0, index] = tokens.double()
                 chosen[1, index] = logprobs.double()
                 if self.keep_logits:
-                    for row, i in enumerate(choosing):
+                    for i in choosing:
                         kept[i].append(out[i, -1].float().cpu())
         return self.links.share(chosen, len(batch)).cpu()
 

@@ -47,7 +47,8 @@ def _eos_ids(value: Any) -> list[int]:
     return [int(v) for v in value] if isinstance(value, (list, tuple)) else [int(value)]
 
 
-def end_ids_of(tokenizer: ChatTokenizer, cfg: VLMConfig, declared: Iterable[int] = ()) -> tuple[int, ...]:
+def end_ids_of(tokenizer: ChatTokenizer, cfg: VLMConfig,
+               declared: Iterable[int] = ()) -> tuple[int, ...]:
     ids = [tokenizer.token_id(IM_END)] if tokenizer.backend.token_to_id(IM_END) is not None else []
     ids += list(declared)
     return tuple(dict.fromkeys(i for i in ids if 0 <= i < cfg.language.vocab_size))

@@ -113,9 +113,13 @@ def request_from_json(doc: Any, defaults: SamplingParams, where: str) -> Request
     history = doc.get("history") or []
     if ids is not None and history:
         raise fail("'history' goes with 'prompt'; 'input_ids' hold the whole conversation")
-    if not isinstance(history, list) or not all(
-            isinstance(t, list) and len(t) == 2 and all(isinstance(x, str) for x in t) for t in history):
+    pairs = isinstance(history, list) and all(
+        isinstance(t, list) and len(t) == 2 and all(isinstance(x, str) for x in t) for t in history)
+    if not pairs:
         raise fail("'history' must be a list of [user, assistant] string pairs")
+    for key, kind in (("system", str), ("modality", str), ("seed", int)):
+        if doc.get(key) is not None and not isinstance(doc[key], kind):
+            raise fail(f"'{key}' must be a {kind.__name__}, got {doc[key]!r}")
     try:
         sampling = dataclasses.replace(defaults, **{k: doc[k] for k in _SAMPLING_KEYS if k in doc})
         return Request(id=rid, prompt=doc.get("prompt"),

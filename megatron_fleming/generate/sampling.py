@@ -39,6 +39,17 @@ class SamplingParams:
     ignore_eos: bool = False
 
     def __post_init__(self) -> None:
+        numbers = (self.temperature, self.top_p)
+        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in numbers):
+            raise ValueError(f"SamplingParams: temperature and top_p must be numbers, got "
+                             f"{self.temperature!r} and {self.top_p!r}")
+        counts = (self.top_k, self.max_new_tokens)
+        if not all(isinstance(x, int) and not isinstance(x, bool) for x in counts):
+            raise ValueError(f"SamplingParams: top_k and max_new_tokens must be integers, got "
+                             f"{self.top_k!r} and {self.max_new_tokens!r}")
+        if not isinstance(self.ignore_eos, bool):
+            raise ValueError(f"SamplingParams: ignore_eos must be true or false, got "
+                             f"{self.ignore_eos!r}")
         checks = [
             (self.temperature >= 0, f"temperature ({self.temperature}) must be >= 0 (0 = greedy)"),
             (0 < self.top_p <= 1, f"top_p ({self.top_p}) must be in (0, 1]"),

@@ -21,12 +21,16 @@ import pytest
 import torch
 from PIL import Image
 from test_convert import random_model
-from transformers import InternVLConfig, InternVLForConditionalGeneration, InternVLVisionConfig, Qwen2Config
+from transformers import (
+    InternVLConfig,
+    InternVLForConditionalGeneration,
+    InternVLVisionConfig,
+    Qwen2Config,
+)
 
 from megatron_fleming.data.tokenizer import IM_END, train_tiny_tokenizer
 from megatron_fleming.generate.inputs import RequestEncoder
 from megatron_fleming.generate.requests import Request
-from megatron_fleming.generate.sampling import SamplingParams
 from megatron_fleming.model.config import VLMConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -91,7 +95,8 @@ def reference(tiny) -> dict[str, list[int]]:
     encoder = encoder_for(folder)
     out = {}
     for case in cases:
-        p = encoder.prepare(Request(id=case["id"], prompt=case["prompt"], modality=case.get("modality"),
+        p = encoder.prepare(Request(id=case["id"], prompt=case["prompt"],
+                                    modality=case.get("modality"),
                                     images=tuple(Path(i) for i in case["images"])))
         ids = torch.tensor([p.input_ids])
         with torch.no_grad():
@@ -114,8 +119,9 @@ def tp1(torchrun, tiny):
 @pytest.fixture(scope="module")
 def tp2(torchrun, tiny):
     folder, _ = tiny
-    return torchrun("generate_worker.py", 2, ["--hf", str(folder), "--cases", str(folder / "cases.json"),
-                                              "--max-new", str(MAX_NEW), "--tp", "2"], timeout=240)
+    return torchrun("generate_worker.py", 2, ["--hf", str(folder), "--cases",
+                                              str(folder / "cases.json"), "--max-new", str(MAX_NEW),
+                                              "--tp", "2", "--checkpoints"], timeout=240)
 
 
 def test_cases_cover_the_tiling_kinds(reference):
@@ -131,9 +137,15 @@ def test_greedy_equals_transformers_generate(request, reference, tiny, layout):
     for case in tiny[1]:
         assert got["greedy"][case["id"]] == reference[case["id"]], case["id"]
         assert got["recompute_greedy"][case["id"]] == reference[case["id"]], case["id"]
-        assert got["mcore_greedy"][case["id"]] == reference[case["id"]], case["id"]
-        assert got["run_greedy"][case["id"]] == reference[case["id"]], case["id"]
-    assert got["mcore_end_ids"] == got["end_ids"] == [2]  # <|im_end|>, also the config's EOS
+    assert got["end_ids"] == [2]  # <|im_end|> of the tiny tokenizer, also the config's EOS
+
+
+def test_megatron_checkpoints_load_the_same_model(tp2, reference, tiny):
+    """Saved as `fleming convert` writes (at TP2) and as a training run, loaded by `load_mcore`."""
+    for case in tiny[1]:
+        assert tp2["mcore_greedy"][case["id"]] == reference[case["id"]], case["id"]
+        assert tp2["run_greedy"][case["id"]] == reference[case["id"]], case["id"]
+    assert tp2["mcore_end_ids"] == [2]
 
 
 @pytest.mark.parametrize("layout", ["tp1", "tp2"])
@@ -155,7 +167,8 @@ def test_returned_logprobs_equal_training_forward(request, layout):
 
 def test_seeded_sampling_is_reproducible_and_batch_independent(tp1):
     sampled = tp1["sampled"]
-    tokens = {run: {rid: v["tokens"] for rid, v in answers.items()} for run, answers in sampled.items()}
+    tokens = {run: {rid: v["tokens"] for rid, v in answers.items()}
+              for run, answers in sampled.items()}
     assert sampled["a"] == sampled["b"]  # same seed: same tokens and log-probs
     assert tokens["reordered"] == tokens["a"]  # other batch order and size: same draws
     assert all(tokens["other_seed"][rid] != tokens["a"][rid] for rid in tokens["a"])

@@ -4,7 +4,6 @@ request files and prompt encoding."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -103,7 +102,8 @@ def test_request_file_errors_name_the_line_and_keep_the_others(tmp_path):
              {"prompt": "no id"},
              {"id": "k", "prompt": "x", "colour": "red"},
              {"id": "both", "prompt": "x", "input_ids": [1]},
-             {"id": "t", "prompt": "x", "temperature": -1}]
+             {"id": "t", "prompt": "x", "temperature": -1},
+             {"id": "n", "prompt": "x", "max_new_tokens": 2.5}]
     path = tmp_path / "r.jsonl"
     path.write_text("\n".join(json.dumps(x) for x in lines) + "\n\nnot json\n")
     items = list(read_requests(path, SamplingParams(max_new_tokens=7)))
@@ -112,12 +112,13 @@ def test_request_file_errors_name_the_line_and_keep_the_others(tmp_path):
     assert ok.sampling == SamplingParams(temperature=0.5, max_new_tokens=7)
     errors = items[1:]
     assert all(isinstance(e, RequestError) for e in errors)
-    assert [e.request_id for e in errors] == [None, "k", "both", "t", None]
+    assert [e.request_id for e in errors] == [None, "k", "both", "t", "n", None]
     assert f"{path}:2" in str(errors[0]) and "no 'id'" in str(errors[0])
     assert "colour" in str(errors[1])
     assert "exactly one of 'prompt' and 'input_ids'" in str(errors[2])
     assert "temperature" in str(errors[3])
-    assert f"{path}:7" in str(errors[4])
+    assert "max_new_tokens must be integers" in str(errors[4])
+    assert f"{path}:8" in str(errors[5])
 
 
 @pytest.fixture(scope="module")

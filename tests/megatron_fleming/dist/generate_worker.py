@@ -84,7 +84,11 @@ def kv_max_diff(loaded, cases: list[dict], max_new: int) -> tuple[float, torch.T
 def save_converted(loaded, hf: Path, folder: Path, tp: int) -> None:
     """The Megatron checkpoint `fleming convert hf-to-mcore` writes, from the in-memory model."""
     from megatron_fleming.convert.hf_checkpoint import read_hf_checkpoint
-    from megatron_fleming.convert.mcore_checkpoint import ConversionRecord, copy_assets, save_checkpoint
+    from megatron_fleming.convert.mcore_checkpoint import (
+        ConversionRecord,
+        copy_assets,
+        save_checkpoint,
+    )
 
     save_checkpoint(unwrap(loaded.model), folder)
     if torch.distributed.get_rank() == 0:
@@ -113,27 +117,12 @@ def save_training_run(loaded, run: Path) -> None:
     torch.distributed.barrier()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--hf", type=Path, required=True)
-    parser.add_argument("--cases", type=Path, required=True)
-    parser.add_argument("--tp", type=int, default=1)
-    parser.add_argument("--max-new", type=int, default=8)
-    parser.add_argument("--fractional-delta", type=float, default=0.25)
-    args = parser.parse_args()
-    cases = json.loads(args.cases.read_text())
-    par = ParallelConfig(tensor_parallel=args.tp)
-    initialize_parallel(par, seed=3)
-    out: dict = {}
-    loaded = load_hf(args.hf, par)
-    out["end_ids"] = list(loaded.end_ids)
+def greedy_tokens(loaded, cases: list[dict], max_new: int, **kwargs) -> dict[str, list[int]]:
+    eng = engine(loaded, max_new, batch_size=len(cases), **kwargs)
+    return {r.id: r.token_ids for r in eng.generate(requests(cases))}
 
-    greedy = engine(loaded, args.max_new, batch_size=len(cases))
-    out["greedy"] = {r.id: r.token_ids for r in greedy.generate(requests(cases))}
-    recompute = engine(loaded, args.max_new, batch_size=len(cases), use_kv_cache=False)
-    out["recompute_greedy"] = {r.id: r.token_ids for r in recompute.generate(requests(cases))}
 
+def kv_checks(loaded, args, par, cases: list[dict], out: dict) -> None:
     whole, whole_first = kv_max_diff(loaded, cases, args.max_new)
     fractional = load_hf(args.hf, par, v2pe_delta=args.fractional_delta)
     assert unwrap(fractional.model).cfg.v2pe_delta == args.fractional_delta
@@ -142,50 +131,84 @@ def main() -> None:
     if whole_first is not None:
         out["delta_effect"] = float((whole_first - part_first).abs().max())
 
-    first = cases[0]["id"]
-    stop_at = out["greedy"][first][2]
-    stopping = GenerationEngine(loaded.model, greedy.encoder, end_ids=[stop_at], batch_size=1)
-    stopped = stopping.generate(requests(cases[:1], SamplingParams(max_new_tokens=args.max_new)))[0]
-    out["stopped"] = {"tokens": stopped.token_ids, "finish": stopped.finish_reason,
-                      "text": stopped.text, "want_text": loaded.tokenizer.decode(stopped.token_ids[:-1])}
 
-    hot = SamplingParams(temperature=0.9, max_new_tokens=args.max_new, ignore_eos=True)
-    sampled = {}
-    for name, order, batch_size, seed in [("a", cases, len(cases), 0), ("b", cases, len(cases), 0),
-                                          ("reordered", cases[::-1], 2, 0),
-                                          ("other_seed", cases, len(cases), 1)]:
-        eng = engine(loaded, args.max_new, batch_size=batch_size, seed=seed)
+def stop_check(loaded, cases: list[dict], max_new: int, out: dict) -> None:
+    stop_at = out["greedy"][cases[0]["id"]][2]
+    encoder = engine(loaded, max_new).encoder
+    stopping = GenerationEngine(loaded.model, encoder, end_ids=[stop_at], batch_size=1)
+    result = stopping.generate(requests(cases[:1], SamplingParams(max_new_tokens=max_new)))[0]
+    out["stopped"] = {"tokens": result.token_ids, "finish": result.finish_reason,
+                      "text": result.text,
+                      "want_text": loaded.tokenizer.decode(result.token_ids[:-1])}
+
+
+def logprob_diffs(loaded, prepared, results) -> tuple[float, float]:
+    """max |engine log-probs - sequence_logprobs at T = 0.9|, and max |sequence_logprobs at T = 1
+    + the training forward's per-token loss|."""
+    diff, loss_diff = 0.0, 0.0
+    for p, r in zip(prepared, results):
+        ids, labels = full_sequence(p, r)
+        lp = sequence_logprobs(loaded.model, ids, p.pixel_values, labels, temperature=0.9)
+        diff = max(diff, float((lp[0, len(p.input_ids) - 1:] - torch.tensor(r.logprobs)).abs().max()))
+        t1 = sequence_logprobs(loaded.model, ids, p.pixel_values, labels, temperature=1.0)
+        with torch.no_grad():
+            loss = unwrap(loaded.model)(ids, p.pixel_values, labels=labels)
+        loss_diff = max(loss_diff, float((t1 + loss).abs().max()))
+    return diff, loss_diff
+
+
+def sampling_checks(loaded, cases: list[dict], max_new: int, out: dict) -> None:
+    hot = SamplingParams(temperature=0.9, max_new_tokens=max_new, ignore_eos=True)
+    runs = [("a", cases, len(cases), 0), ("b", cases, len(cases), 0),
+            ("reordered", cases[::-1], 2, 0), ("other_seed", cases, len(cases), 1)]
+    out["sampled"] = {}
+    for name, order, batch_size, seed in runs:
+        eng = engine(loaded, max_new, batch_size=batch_size, seed=seed)
         prepared = [eng.encoder.prepare(r) for r in requests(order, hot)]
         results = eng.run(prepared)
-        sampled[name] = {r.id: {"tokens": r.token_ids, "logprobs": r.logprobs} for r in results}
+        out["sampled"][name] = {r.id: {"tokens": r.token_ids, "logprobs": r.logprobs}
+                                for r in results}
         if name == "a":
-            diff, loss_diff = 0.0, 0.0
-            for p, r in zip(prepared, results):
-                ids, labels = full_sequence(p, r)
-                lp = sequence_logprobs(loaded.model, ids, p.pixel_values, labels, temperature=0.9)
-                got = lp[0, len(p.input_ids) - 1:]
-                diff = max(diff, float((got - torch.tensor(r.logprobs)).abs().max()))
-                t1 = sequence_logprobs(loaded.model, ids, p.pixel_values, labels, temperature=1.0)
-                with torch.no_grad():
-                    loss = unwrap(loaded.model)(ids, p.pixel_values, labels=labels)
-                loss_diff = max(loss_diff, float((t1 + loss).abs().max()))
-            out["logprob_max_diff"] = diff
-            out["t1_vs_training_loss"] = loss_diff
-    out["sampled"] = sampled
+            out["logprob_max_diff"], out["t1_vs_training_loss"] = logprob_diffs(
+                loaded, prepared, results)
+
+
+def checkpoint_round_trips(loaded, args, par, cases: list[dict], out: dict) -> None:
+    from megatron_fleming.generate import load_mcore
 
     folder = Path(args.out).with_suffix(".mcore")
     save_converted(loaded, args.hf, folder, args.tp)
-    from megatron_fleming.generate import load_mcore
-
     reloaded = load_mcore(folder, par)
     out["mcore_end_ids"] = list(reloaded.end_ids)
-    out["mcore_greedy"] = {r.id: r.token_ids for r in engine(reloaded, args.max_new,
-                                                            batch_size=len(cases)).generate(requests(cases))}
+    out["mcore_greedy"] = greedy_tokens(reloaded, cases, args.max_new)
     run = Path(args.out).with_suffix(".run")
     save_training_run(loaded, run)
-    from_run = load_mcore(run, par)
-    out["run_greedy"] = {r.id: r.token_ids for r in engine(from_run, args.max_new,
-                                                          batch_size=len(cases)).generate(requests(cases))}
+    out["run_greedy"] = greedy_tokens(load_mcore(run, par), cases, args.max_new)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--hf", type=Path, required=True)
+    parser.add_argument("--cases", type=Path, required=True)
+    parser.add_argument("--tp", type=int, default=1)
+    parser.add_argument("--max-new", type=int, default=8)
+    parser.add_argument("--fractional-delta", type=float, default=0.25)
+    parser.add_argument("--checkpoints", action="store_true",
+                        help="also save and reload as a converted checkpoint and a training run")
+    args = parser.parse_args()
+    cases = json.loads(args.cases.read_text())
+    par = ParallelConfig(tensor_parallel=args.tp)
+    initialize_parallel(par, seed=3)
+    loaded = load_hf(args.hf, par)
+    out: dict = {"end_ids": list(loaded.end_ids),
+                 "greedy": greedy_tokens(loaded, cases, args.max_new),
+                 "recompute_greedy": greedy_tokens(loaded, cases, args.max_new, use_kv_cache=False)}
+    kv_checks(loaded, args, par, cases, out)
+    stop_check(loaded, cases, args.max_new, out)
+    sampling_checks(loaded, cases, args.max_new, out)
+    if args.checkpoints:
+        checkpoint_round_trips(loaded, args, par, cases, out)
     if torch.distributed.get_rank() == 0:
         Path(args.out).write_text(json.dumps(out))
     shutdown_parallel()
