@@ -18,7 +18,7 @@ See docs/generation.md.
 import importlib
 
 _EXPORTS = {
-    "GenerationEngine": "engine", "PreparedRequest": "inputs", "RequestEncoder": "inputs",
+    "GenerationEngine": "engine", "PreparedRequest": "requests", "RequestEncoder": "inputs",
     "LoadedModel": "loading", "load_hf": "loading", "load_mcore": "loading",
     "sequence_logprobs": "logprobs", "token_logprobs": "logprobs", "Request": "requests",
     "RequestError": "requests", "Result": "requests", "SamplingParams": "sampling",

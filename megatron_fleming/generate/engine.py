@@ -29,29 +29,33 @@ parallelism are refused: a one-token step cannot be split over the sequence.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 from megatron.core.inference.contexts import StaticInferenceContext
 
-from megatron_fleming.generate.inputs import PreparedRequest, RequestEncoder
-from megatron_fleming.generate.requests import Request, Result
+from megatron_fleming.generate.requests import PreparedRequest, Request, Result
 from megatron_fleming.generate.sampling import TokenMask, sample
 from megatron_fleming.generate.stages import ReplicaLinks
 from megatron_fleming.model.parallel import unwrap
 from megatron_fleming.model.v2pe import v2pe_position_ids
 
+if TYPE_CHECKING:
+    from megatron_fleming.generate.inputs import RequestEncoder
+
 
 class GenerationEngine:
     """Generates for lists of requests with one model replica (this rank's pipeline stage).
 
-    `end_ids`: tokens that end a sequence (the checkpoint's `<|im_end|>` and EOS); `v2pe_delta`
-    None uses the model config's. `keep_logits` returns each step's logits (tests).
+    `encoder` turns `Request`s into model inputs and decodes the text of results; without one,
+    `run` takes `PreparedRequest`s and results carry no text. `end_ids`: tokens that end a
+    sequence (the checkpoint's `<|im_end|>` and EOS); `v2pe_delta` None uses the model config's.
+    `keep_logits` returns each step's logits (tests).
     """
 
-    def __init__(self, model: torch.nn.Module, encoder: RequestEncoder, *, end_ids: Sequence[int],
-                 batch_size: int = 8, v2pe_delta: float | None = None, use_kv_cache: bool = True,
-                 keep_logits: bool = False) -> None:
+    def __init__(self, model: torch.nn.Module, encoder: RequestEncoder | None, *,
+                 end_ids: Sequence[int], batch_size: int = 8, v2pe_delta: float | None = None,
+                 use_kv_cache: bool = True, keep_logits: bool = False) -> None:
         self.model = unwrap(model)
         cfg = self.model.cfg
         if self.model.config.sequence_parallel or self.model.config.context_parallel_size > 1:
@@ -77,6 +81,8 @@ class GenerationEngine:
 
     def generate(self, requests: Sequence[Request]) -> list[Result]:
         """Results in request order; a bad request raises `RequestError` before any generation."""
+        if self.encoder is None:
+            raise ValueError("this engine has no RequestEncoder: give run() PreparedRequests")
         return self.run([self.encoder.prepare(r) for r in requests])
 
     def run(self, prepared: Sequence[PreparedRequest]) -> list[Result]:
@@ -201,6 +207,7 @@ class GenerationEngine:
     def _result(self, p: PreparedRequest, tokens: list[int], logprobs: list[float],
                 finish: str, kept: list[torch.Tensor]) -> Result:
         body = tokens[:-1] if finish == "stop" else tokens
+        text = None if self.encoder is None else self.encoder.tokenizer.decode(body)
         return Result(id=p.id, token_ids=tokens, logprobs=logprobs, finish_reason=finish,
-                      prompt_tokens=len(p.input_ids), text=self.encoder.tokenizer.decode(body),
+                      prompt_tokens=len(p.input_ids), text=text,
                       logits=torch.stack(kept) if kept else None)

@@ -9,7 +9,6 @@ where InternVL's chat template hands over to the model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -20,20 +19,14 @@ from megatron_fleming.data.prompt import IMAGE_PLACEHOLDER, INTERNVL3_SYSTEM_PRO
 from megatron_fleming.data.task_encoder import FlemingTaskEncoder, TaskEncoderConfig
 from megatron_fleming.data.tiling import TilingConfig
 from megatron_fleming.data.tokenizer import ChatTokenizer
-from megatron_fleming.generate.requests import ImageInput, Request, RequestError
+from megatron_fleming.generate.requests import (
+    ImageInput,
+    PreparedRequest,
+    Request,
+    RequestError,
+)
 from megatron_fleming.generate.sampling import SamplingParams, request_seed
 from megatron_fleming.model.config import VLMConfig
-
-
-@dataclass(frozen=True)
-class PreparedRequest:
-    """A request ready for the model: prompt ids, its tiles, how to decode and its seed."""
-
-    id: str
-    input_ids: list[int]
-    pixel_values: torch.Tensor | None  # [tiles, C, H, W], None without images
-    sampling: SamplingParams
-    seed: int
 
 
 def _medium(image: ImageInput, rid: str) -> bytes | Image.Image:

@@ -88,6 +88,17 @@ class Result:
                 "prompt_tokens": self.prompt_tokens}
 
 
+@dataclass(frozen=True)
+class PreparedRequest:
+    """A request ready for the model: prompt ids, its tiles, how to decode and its seed."""
+
+    id: str
+    input_ids: list[int]
+    pixel_values: torch.Tensor | None  # [tiles, C, H, W], None without images
+    sampling: SamplingParams
+    seed: int
+
+
 def request_from_json(doc: Any, defaults: SamplingParams, where: str) -> Request:
     """A `Request` from one decoded JSON line; `where` (file:line) goes into every error."""
     if not isinstance(doc, dict):
