@@ -25,6 +25,8 @@ from pathlib import Path
 
 from megatron_fleming.generate.sampling import SamplingParams
 
+CHUNK_BATCHES = 16  # batches of requests whose tiles are decoded and held at once
+
 
 @dataclass(frozen=True)
 class GenerateJob:
@@ -78,6 +80,16 @@ def _encoder(job: GenerateJob, loaded):
                           system_prompt=system, sampling=job.sampling, seed=job.seed)
 
 
+def write_answers(path: Path, answers: list[dict]) -> None:
+    """One JSON line per request, in input order; written whole or not at all."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as out:
+        for answer in answers:
+            out.write(json.dumps(answer, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+
+
 def generate_rank(job: GenerateJob) -> dict:
     """What every rank runs; global rank 0 writes the answers and returns the summary."""
     import torch
@@ -93,23 +105,29 @@ def generate_rank(job: GenerateJob) -> dict:
         encoder = _encoder(job, loaded)
         engine = GenerationEngine(loaded.model, encoder, end_ids=loaded.end_ids,
                                   batch_size=job.batch_size, v2pe_delta=job.v2pe_delta)
-        answers: list[dict | None] = []
-        runnable = []
-        for item in read_requests(job.input, job.sampling):
-            try:
-                if isinstance(item, RequestError):
-                    raise item
-                runnable.append((len(answers), encoder.prepare(item)))
-                answers.append(None)
-            except RequestError as e:
-                answers.append({"id": e.request_id, "error": str(e)})
+        items = list(read_requests(job.input, job.sampling))  # cheap: no image read yet
+        answers: list[dict | None] = [
+            {"id": item.request_id, "error": str(item)} if isinstance(item, RequestError) else None
+            for item in items]
+        valid = [(slot, item) for slot, item in enumerate(items) if answers[slot] is None]
         dp, dp_rank = (parallel_state.get_data_parallel_world_size(),
                        parallel_state.get_data_parallel_rank())
-        mine = runnable[dp_rank::dp]
-        start = time.perf_counter()
-        results = engine.run([p for _, p in mine])
-        seconds = time.perf_counter() - start
-        done = {slot: r.to_json() for (slot, _), r in zip(mine, results)}
+        mine = valid[dp_rank::dp]
+        done: dict[int, dict] = {}
+        seconds = 0.0
+        # Tiles are decoded a chunk at a time, so memory does not grow with the request file.
+        chunk = job.batch_size * CHUNK_BATCHES
+        for first in range(0, len(mine), chunk):
+            prepared = []
+            for slot, request in mine[first:first + chunk]:
+                try:
+                    prepared.append((slot, encoder.prepare(request)))
+                except RequestError as e:
+                    done[slot] = {"id": e.request_id, "error": str(e)}
+            start = time.perf_counter()
+            results = engine.run([p for _, p in prepared])
+            seconds += time.perf_counter() - start
+            done.update({slot: r.to_json() for (slot, _), r in zip(prepared, results)})
         rank = torch.distributed.get_rank()
         gathered = [None] * torch.distributed.get_world_size() if rank == 0 else None
         torch.distributed.gather_object(done, gathered, dst=0)
@@ -118,12 +136,7 @@ def generate_rank(job: GenerateJob) -> dict:
         for part in gathered:
             for slot, answer in part.items():
                 answers[slot] = answer
-        job.output.parent.mkdir(parents=True, exist_ok=True)
-        tmp = job.output.with_name(job.output.name + ".tmp")
-        with tmp.open("w", encoding="utf-8") as out:
-            for answer in answers:
-                out.write(json.dumps(answer, ensure_ascii=False) + "\n")
-        tmp.replace(job.output)
+        write_answers(job.output, answers)
         return {"answers": len(answers), "errors": sum("error" in a for a in answers),
                 "new_tokens": sum(len(a.get("token_ids", ())) for a in answers),
                 "seconds": seconds, "end_ids": list(loaded.end_ids), "source": loaded.source}

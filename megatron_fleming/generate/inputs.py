@@ -49,8 +49,7 @@ class RequestEncoder:
                              f"the model's is {cfg.image_context_token_id}: wrong tokenizer")
         tiling = TilingConfig(image_size=cfg.vision.image_size, max_tiles=max_tiles)
         self.task_encoder = FlemingTaskEncoder(tokenizer, TaskEncoderConfig(
-            tiling=tiling, tokens_per_tile=cfg.tokens_per_tile, v2pe_delta=cfg.v2pe_delta,
-            system_prompt=system_prompt))
+            tiling=tiling, tokens_per_tile=cfg.tokens_per_tile, system_prompt=system_prompt))
         self.renderer = self.task_encoder.renderer
         self.tokenizer = tokenizer
         self.image_context_id = cfg.image_context_token_id
