@@ -69,6 +69,10 @@ def _build(cfg: VLMConfig, par: ParallelConfig) -> torch.nn.Module:
     if par.virtual_pipeline_parallel:
         raise ValueError("generation runs without virtual pipeline stages; unset "
                          "virtual_pipeline_parallel")
+    if cfg.language.padded_vocab_size % par.tensor_parallel:
+        raise ValueError(f"the vocabulary ({cfg.language.padded_vocab_size} rows) does not split "
+                         f"over tensor-parallel size {par.tensor_parallel}; use a --tp that "
+                         "divides it or a checkpoint converted with vocabulary padding")
     return build_model_chunks(cfg, par)[0]
 
 
