@@ -32,7 +32,9 @@ class Phase:
         if mode == "bar":
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, desc=name, unit=unit, file=stream, dynamic_ncols=True, leave=True)
+            # disable=False: the choice of a bar was made from the stream (a terminal), not by tqdm
+            self._bar = tqdm(total=total, desc=name, unit=unit, file=stream, dynamic_ncols=True, leave=True,
+                             disable=False)
 
     def update(self, n: int = 1) -> None:
         self.done += n

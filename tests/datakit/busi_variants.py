@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import io
 import shutil
+import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -137,3 +139,14 @@ def write_variant(dst: Path, variant: Variant, names: tuple[str, ...] = NAMES) -
         for m in masks:
             variant.write_mask(Image.open(m), folder / m.name)
     return dst
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def raw_png(width: int, height: int, depth: int, colour: int, rows: bytes) -> bytes:
+    """A PNG written by hand (Pillow cannot write 16-bit colour, nor a lying header)."""
+    ihdr = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", zlib.compress(rows))
+            + png_chunk(b"IEND", b""))

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from busi_variants import ORIENTATION, SAMPLES, VARIANTS
+from busi_variants import ORIENTATION, SAMPLES, VARIANTS, raw_png
 from datakit.dedup.image_hash import signature
 from datakit.errors import Rejected
 from datakit.media import decode_image
@@ -25,17 +23,6 @@ from datakit.normalise import (
 )
 
 BUSI_IMAGE = SAMPLES / "benign" / "benign (3).png"
-
-
-def png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def raw_png(width: int, height: int, depth: int, colour: int, rows: bytes) -> bytes:
-    """A PNG written by hand (Pillow cannot write 16-bit colour, nor a lying header)."""
-    ihdr = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", zlib.compress(rows))
-            + png_chunk(b"IEND", b""))
 
 
 def save(im: Image.Image, path: Path, fmt: str = "PNG", **kw) -> Path:
