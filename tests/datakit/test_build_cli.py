@@ -193,3 +193,20 @@ def test_cli_build_logs_each_phase(tmp_path, caplog):
     assert main(["build", str(recipe_file(tmp_path)), "--sources", str(src), "--out", str(tmp_path / "o")]) == 0
     done = {r.getMessage().split(" done:")[0] for r in caplog.records if " done:" in r.getMessage()}
     assert done == {"discover", "convert", "dedup", "merge", "prepare"}
+
+
+def test_max_side_and_max_pixels_are_recipe_options(tmp_path):
+    from datakit.shard_writer import iter_samples
+
+    src = write_original(tmp_path / "src", ("benign (3)",))
+    assert main(["build", str(recipe_file(tmp_path, "{max_side: 128}")), "--sources", str(src),
+                 "--out", str(tmp_path / "o")]) == 0
+    docs = [json.loads(p["json"]) for tar in (tmp_path / "o").glob("*/*.tar") for _, p in iter_samples(tar)]
+    assert docs and all(d["media"][0]["width"] == 128 == d["media"][0]["height"] for d in docs)
+    steps = docs[0]["provenance"]["normalisation"][0]["steps"]
+    assert steps == ["downsized 256x256 -> 128x128 (max_side 128, Lanczos)"]
+    assert main(["build", str(recipe_file(tmp_path, "{max_pixels: 1000}")), "--sources", str(src),
+                 "--out", str(tmp_path / "small"), "--allow-empty"]) == 0
+    rows = pl.read_parquet(tmp_path / "small" / "manifest.parquet").filter(
+        (pl.col("kind") == "record") & (pl.col("path") == "benign/benign (3).png"))
+    assert rows["reason"].to_list() == ["too_large"] and "65536 pixels" in rows["detail"][0]
