@@ -77,6 +77,10 @@ class Media:
         if not self.sha256:
             object.__setattr__(self, "sha256", hashlib.sha256(self.data).hexdigest())
 
+    def release_pixels(self) -> None:
+        """Drop the decoded pixels once they are no longer needed (a cache, not the value)."""
+        object.__setattr__(self, "pixels", None)
+
 
 @dataclass(slots=True, kw_only=True)
 class LoadedRecord:

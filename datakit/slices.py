@@ -127,10 +127,13 @@ def run_slice(plan: BuildPlan, work: Path, index: int, llm: Any = None, *, stric
     signatures: dict[str, Any] = {}  # media sha256 -> dedup signature, each image hashed once
     with AtomicTarWriter(tar_path) as tar:
 
+        def sign_media(m: Media) -> None:
+            if m.sha256 not in signatures:
+                signatures[m.sha256] = image_signature(m)
+
         def sign(sample: Sample) -> None:
             for m in sample.media:
-                if m.sha256 not in signatures:
-                    signatures[m.sha256] = image_signature(m)
+                sign_media(m)
 
         def finish(record: RawRecord, samples: list[Sample], record_drops: list[dict[str, Any]]) -> None:
             drops.extend(record_drops)
@@ -157,8 +160,9 @@ def run_slice(plan: BuildPlan, work: Path, index: int, llm: Any = None, *, stric
         for record in plan.slice_records(index):
             try:
                 loaded, samples, translation_drops = convert_record(plan, readers, record, llm)
-                for sample in samples:
-                    sign(sample)
+                for m in loaded.media:  # signed from the pixels of the one decode at read time,
+                    sign_media(m)       # which are then let go (a slice may hold many records)
+                    m.release_pixels()
             except Rejected as rej:
                 record_rows.append(_record_row(record, "rejected", rej.reason, rej.path, rej.detail, 0))
                 continue
