@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar, Iterable, Iterator
 
+import numpy as np
+
 from datakit.normalise import DEFAULT_MAX_PIXELS, ImageLimits, NormalisedImage, read_image, read_mask
 from datakit.record import LoadedRecord, RawRecord
 
@@ -100,7 +102,7 @@ class SourceReader(abc.ABC):
     def read_image(self, record: RawRecord, path: Path) -> NormalisedImage:
         return read_image(path, record.rel(path), self.limits)
 
-    def read_mask(self, record: RawRecord, path: Path, image: NormalisedImage):
+    def read_mask(self, record: RawRecord, path: Path, image: NormalisedImage) -> tuple[np.ndarray, str]:
         """A binary mask of ``image`` (bool, at the image's final size) and the file's sha256."""
         return read_mask(path, record.rel(path), image, self.limits)
 
