@@ -95,8 +95,8 @@ def run_rank(args: argparse.Namespace, config) -> dict:
 def _cmd_run(args: argparse.Namespace) -> int:
     from megatron_fleming.eval.backends import TransformersBackend, check_backend
 
-    config = _config(args)
     try:
+        config = _config(args)
         check_backend(args.backend, hf=args.hf, mcore=args.mcore, config=config)
     except ValueError as e:
         raise SystemExit(f"fleming eval run: {e}") from None
