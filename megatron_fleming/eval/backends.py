@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from megatron_fleming.generate.loading import LoadedModel
     from megatron_fleming.model.config import VLMConfig
 
-CHUNK_BATCHES = 4  # batches per replica whose media the fleming backend is handed at once
 
 
 class Backend(Protocol):
@@ -171,6 +170,7 @@ class FlemingBackend:
     def __init__(self, loaded: LoadedModel, config: GenerationConfig) -> None:
         from megatron.core import parallel_state
 
+        from megatron_fleming.generate.cli import CHUNK_BATCHES
         from megatron_fleming.generate.engine import GenerationEngine
 
         self.tokenizer = loaded.tokenizer
@@ -180,6 +180,7 @@ class FlemingBackend:
         self.dp = parallel_state.get_data_parallel_world_size()
         self.dp_rank = parallel_state.get_data_parallel_rank()
         self.dp_group = parallel_state.get_data_parallel_group_gloo() if self.dp > 1 else None
+        # As `fleming generate`: 16 batches a replica at once, sorted by prompt length inside.
         self.items_per_call = config.batch_size * self.dp * CHUNK_BATCHES
         self.info = {"source": loaded.source, "v2pe_delta": loaded.cfg.v2pe_delta,
                      "tensor_parallel": config.tensor_parallel, "pipeline_parallel": config.pipeline_parallel,

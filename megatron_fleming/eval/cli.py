@@ -93,11 +93,15 @@ def run_rank(args: argparse.Namespace, config) -> dict:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from megatron_fleming.eval.backends import TransformersBackend, check_backend
+    from megatron_fleming.eval.backends import TransformersBackend, check_backend, parallel_config
 
+    if args.judge_base_url and not args.judge_model:
+        raise SystemExit("fleming eval: --judge-base-url needs --judge-model")
     try:
         config = _config(args)
         check_backend(args.backend, hf=args.hf, mcore=args.mcore, config=config)
+        if args.backend == "fleming":
+            parallel_config(config)  # device, dtype and layers validated before any rank starts
     except ValueError as e:
         raise SystemExit(f"fleming eval run: {e}") from None
     if args.backend == "transformers":
