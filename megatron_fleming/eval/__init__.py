@@ -3,3 +3,5 @@ wrong): prompts, answer parsing (``answers``, shared with the GRPO rewards), sco
 ROUGE-L/CIDEr, the LLM judge, generation backends, and the ``fleming eval`` runner and report.
 The benchmark readers live in ``datakit.benchmarks`` (decontamination reads through them too).
 """
+
+BACKENDS = ("fleming", "transformers")  # generation backends of `fleming eval run`, default first

@@ -27,13 +27,13 @@ from datakit.benchmarks.items import BenchItem
 from datakit.benchmarks.media import MediaOptions, count_images, load_media
 from datakit.errors import Rejected
 from megatron_fleming.eval.backends import Backend
-from megatron_fleming.eval.encoding import GenerationRequest
 from megatron_fleming.eval.judge import Judge
 from megatron_fleming.eval.metrics import cider
 from megatron_fleming.eval.prompts import build_prompt
 from megatron_fleming.eval.report import chart, markdown
 from megatron_fleming.eval.scoring import ItemScore, score_item, wants_judge, with_judge
 from megatron_fleming.eval.summary import summarise
+from megatron_fleming.generate.requests import Request
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +62,13 @@ def load(name: str, data: Path, split: str, several: bool, limit: int | None = N
     return read if limit is None else BenchmarkRead(read.name, read.split, read.items[:limit], read.skipped)
 
 
-def generate(items: Sequence[BenchItem], backend: Backend, batch_size: int,
-             media: MediaOptions = MediaOptions()) -> Responses:
-    """Greedy responses of ``backend``, in item order, ``batch_size`` items' media in memory at once."""
+def generate(items: Sequence[BenchItem], backend: Backend, media: MediaOptions = MediaOptions()) -> Responses:
+    """Greedy responses of ``backend``, in item order; ``backend.items_per_call`` items' media in
+    memory at once."""
     out = Responses()
-    for start in range(0, len(items), batch_size):
+    for start in range(0, len(items), backend.items_per_call):
         requests = []
-        for item in items[start:start + batch_size]:
+        for item in items[start:start + backend.items_per_call]:
             try:
                 images = tuple(im for _, im in load_media(item, media))
             except Rejected as e:
@@ -78,9 +78,11 @@ def generate(items: Sequence[BenchItem], backend: Backend, batch_size: int,
                 continue
             prompt = build_prompt(item, len(images))
             out.prompts[item.qid] = prompt
-            requests.append(GenerationRequest(item.qid, prompt, images, item.media_kind in ("volume", "video")))
+            frames = item.media_kind in ("volume", "video")  # one tile per slice / frame
+            requests.append(Request(id=item.qid, prompt=prompt, images=images,
+                                    modality=item.media_kind if frames else None))
         for request, text in zip(requests, backend.generate(requests)):
-            out.texts[request.qid] = text
+            out.texts[request.id] = text
     return out
 
 
@@ -182,21 +184,29 @@ def write_totals(out: Path, summaries: dict[str, dict[str, Any]], judge: Judge |
         _write(out / "judge.json", _json(judge.summary()))
 
 
-def run(names: Sequence[str], data: Path, backend: Backend, out: Path, *, split: str = "test", batch_size: int = 8,
+def run(names: Sequence[str], data: Path, backend: Backend, out: Path, *, split: str = "test",
         judge: Judge | None = None, limit: int | None = None, run_info: dict[str, Any] | None = None,
-        media: MediaOptions = MediaOptions()) -> dict[str, dict[str, Any]]:
-    """Generate and score every named benchmark; returns the summaries."""
-    summaries = {}
+        media: MediaOptions = MediaOptions(), write: bool = True) -> dict[str, dict[str, Any]]:
+    """Generate for every named benchmark, then score and write them; returns the summaries.
+
+    Every rank of a multi-rank backend calls this; one (``write``) scores and writes, the others
+    only generate and return ``{}``. Scoring (and the judge) waits until all generation is done,
+    so no rank sits in a collective while the writer scores."""
+    reads, answered = {}, {}
     for name in names:
-        read = load(name, data, split, len(names) > 1, limit)
+        reads[name] = read = load(name, data, split, len(names) > 1, limit)
         log.info("%s: %d items (%d released rows skipped)", name, len(read.items), len(read.skipped))
-        responses = generate(read.items, backend, batch_size, media)
-        scores, summary, _ = score(read, responses, judge)
-        write_benchmark(out, read, responses, scores, summary)
+        answered[name] = generate(read.items, backend, media)
+    if not write:
+        return {}
+    summaries = {}
+    for name, read in reads.items():
+        scores, summary, _ = score(read, answered[name], judge)
+        write_benchmark(out, read, answered[name], scores, summary)
         summaries[name] = summary
     write_totals(out, summaries, judge, f"fleming eval run ({backend.name})")
     _write(out / "run.json", _json({"backend": backend.name, "benchmarks": list(names), "split": split,
-                                    "limit": limit, **(run_info or {})}))
+                                    "limit": limit, **backend.info, **(run_info or {})}))
     return summaries
 
 

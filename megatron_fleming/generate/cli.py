@@ -144,8 +144,9 @@ def generate_rank(job: GenerateJob) -> dict:
         shutdown_parallel()
 
 
-def _world_size(job: GenerateJob) -> int:
-    model_parallel = job.tensor_parallel * job.pipeline_parallel
+def world_size(model_parallel: int) -> int:
+    """The launch's world (a multiple of tp x pp: data-parallel replicas), else tp x pp ranks
+    to spawn here."""
     launched = int(os.environ.get("WORLD_SIZE", "0")) if "MASTER_ADDR" in os.environ else 0
     if launched:
         if launched % model_parallel:
@@ -176,7 +177,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     if not args.input.is_file():
         raise SystemExit(f"--input {args.input} does not exist")
     job = _job(args, input=args.input, output=args.output, batch_size=args.batch_size)
-    summary = run_on_ranks("megatron_fleming.generate.cli:generate_rank", _world_size(job), job)
+    world = world_size(job.tensor_parallel * job.pipeline_parallel)
+    summary = run_on_ranks("megatron_fleming.generate.cli:generate_rank", world, job)
     if not is_rank_zero():
         return 0
     rate = summary["new_tokens"] / max(summary["seconds"], 1e-9)

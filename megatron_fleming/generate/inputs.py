@@ -5,11 +5,17 @@ thumbnail; the tile budget shared by a few images; one tile per frame for video 
 or many images), its ChatML renderer and its tile decoder. A chat prompt becomes the rendered
 system and user turns followed by the assistant header ``<|im_start|>assistant\\n``, the point
 where InternVL's chat template hands over to the model.
+
+Several images of one request share the tile budget as in training (``multi_image="shared"``),
+or each image is planned on its own, up to ``max_tiles`` (``"each"``): what InternVL's ``chat``
+gets when every image goes through ``load_image`` — the evaluation protocol (MedEvalKit).
+Frames and slices (``modality`` video / volume) take one tile each either way.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import torch
 from PIL import Image
@@ -17,7 +23,7 @@ from PIL import Image
 from megatron_fleming.data.decode import CorruptImageError, image_size
 from megatron_fleming.data.prompt import IMAGE_PLACEHOLDER, INTERNVL3_SYSTEM_PROMPT, PromptError
 from megatron_fleming.data.task_encoder import FlemingTaskEncoder, TaskEncoderConfig
-from megatron_fleming.data.tiling import TilingConfig
+from megatron_fleming.data.tiling import TilePlan, TilingConfig
 from megatron_fleming.data.tokenizer import ChatTokenizer
 from megatron_fleming.generate.requests import (
     ImageInput,
@@ -43,7 +49,11 @@ class RequestEncoder:
 
     def __init__(self, cfg: VLMConfig, tokenizer: ChatTokenizer, *, max_tiles: int = 12,
                  system_prompt: str | None = INTERNVL3_SYSTEM_PROMPT,
-                 sampling: SamplingParams = SamplingParams(), seed: int = 0) -> None:
+                 sampling: SamplingParams = SamplingParams(), seed: int = 0,
+                 multi_image: Literal["shared", "each"] = "shared") -> None:
+        if multi_image not in ("shared", "each"):
+            raise ValueError(f"multi_image {multi_image!r}: use 'shared' (training's budget) or "
+                             "'each' (every image up to max_tiles)")
         if tokenizer.image_context_id != cfg.image_context_token_id:
             raise ValueError(f"the tokenizer's <IMG_CONTEXT> id is {tokenizer.image_context_id} but "
                              f"the model's is {cfg.image_context_token_id}: wrong tokenizer")
@@ -56,6 +66,13 @@ class RequestEncoder:
         self.tokens_per_tile = cfg.tokens_per_tile
         self.sampling = sampling
         self.seed = seed
+        self.multi_image = multi_image
+
+    def plan(self, sizes: list[tuple[int, int]], modality: str | None) -> list[TilePlan]:
+        """The training plan of the images together ("shared") or of each alone ("each")."""
+        if self.multi_image == "shared":
+            return self.task_encoder.plan(sizes, modality)
+        return [self.task_encoder.plan([size], modality)[0] for size in sizes]
 
     def prompt_ids(self, prompt: str, tiles_per_image: list[int], system: str | None = None,
                    history: list[tuple[str, str]] = ()) -> list[int]:
@@ -77,7 +94,7 @@ class RequestEncoder:
         media = [_medium(image, rid) for image in request.images]
         try:
             sizes = [image_size(m) for m in media]
-            plans = self.task_encoder.plan(sizes, request.modality)
+            plans = self.plan(sizes, request.modality)
             pixels = self.task_encoder.tile_decoder(media, plans) if media else None
         except CorruptImageError as e:
             raise RequestError(f"request {rid!r}: {e}", rid) from None

@@ -165,3 +165,25 @@ def test_history_renders_earlier_turns_with_the_images_in_the_first(encoder, tmp
                     f"<|im_start|>user\n{image}\nWhat is shown?<|im_end|>\n"
                     "<|im_start|>assistant\nA mass.<|im_end|>\n"
                     "<|im_start|>user\nAnd now?<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_multi_image_each_tiles_every_image_as_if_alone(encoder, tmp_path):
+    """'shared' splits max_tiles over a few images and gives 4+ images one tile each (training);
+    'each' plans every image on its own (the evaluation protocol); frames stay one tile."""
+    Image.new("RGB", (224, 56), "gray").save(tmp_path / "long.png")  # 4:1 -> 4x1 + thumbnail
+    cfg = load_preset("tiny", image_context_token_id=encoder.image_context_id)
+    each = RequestEncoder(cfg, encoder.tokenizer, max_tiles=4, system_prompt="Be brief.", multi_image="each")
+    two = (tmp_path / "long.png",) * 2
+    alone = each.prepare(Request(id="one", prompt="x", images=two[:1])).pixel_values
+    assert alone.shape[0] == 5
+    tiles = {name: enc.prepare(Request(id=name, prompt="x", images=two)).pixel_values
+             for name, enc in (("shared", encoder), ("each", each))}
+    assert tiles["shared"].shape[0] == 2 * 3  # max_tiles // 2 = 2: 2x1 + thumbnail each
+    assert torch.equal(tiles["each"], torch.cat([alone, alone]))
+    four = (tmp_path / "long.png",) * 4
+    assert encoder.prepare(Request(id="s4", prompt="x", images=four)).pixel_values.shape[0] == 4
+    assert each.prepare(Request(id="e4", prompt="x", images=four)).pixel_values.shape[0] == 20
+    video = each.prepare(Request(id="v", prompt="x", images=four, modality="video"))
+    assert video.pixel_values.shape[0] == 4
+    with pytest.raises(ValueError, match="multi_image 'both'"):
+        RequestEncoder(cfg, encoder.tokenizer, multi_image="both")
