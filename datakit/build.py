@@ -14,6 +14,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Callable
 
+from datakit.errors import RecipeError
 from datakit.merge import BuildResult, merge
 from datakit.plan import SLICE_RECORDS, BuildPlan, make_plan
 from datakit.recipe import Recipe, load_recipe
@@ -131,6 +132,9 @@ def convert_all(plan: BuildPlan, work: Path, workers: int = 1,
 
 def plan_build(recipe: Recipe, sources_dir: Path | None, out: Path, *, seed: int | None = None,
                slice_size: int = SLICE_RECORDS) -> tuple[BuildPlan, Path]:
+    if recipe.grpo_prep is not None:
+        raise RecipeError(f"recipe {recipe.name} draws from {recipe.grpo_prep['from']}'s build and has no plan "
+                         f"of its own: run `datakit build {recipe.name}` (locally), or plan {recipe.grpo_prep['from']}")
     plan = make_plan(recipe, Path(sources_dir) if sources_dir else SAMPLE_SOURCES, seed, slice_size)
     return plan, prepare_work(plan, out)
 
@@ -169,6 +173,11 @@ def build(recipe: Recipe, sources_dir: Path | None = None, out: Path | None = No
           slice_size: int = SLICE_RECORDS, llm_config: Any = None,
           progress_factory: Callable[[int], Callable[[int], None]] | None = None) -> BuildResult:
     out = Path(out) if out else Path("shards") / recipe.name
+    if recipe.grpo_prep is not None:  # the GRPO set drawn from another recipe's build
+        from datakit.grpo_build import build_grpo
+
+        return build_grpo(recipe, sources_dir, out, seed=seed, work_dirname=WORK_DIRNAME, workers=workers,
+                          slice_size=slice_size, llm_config=llm_config, progress_factory=progress_factory)
     plan, work = plan_build(recipe, sources_dir, out, seed=seed, slice_size=slice_size)
     progress = progress_factory(len(plan.records)) if progress_factory else None
     session = LLMSession(recipe, llm_config)

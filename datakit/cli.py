@@ -32,7 +32,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("recipes:")
     for name in list_recipes():
         r = load_recipe(name)
-        print(f"  {name:14s} {', '.join(s.source for s in r.sources)}  {r.description}")
+        made_of = f"(drawn from {r.grpo_prep['from']})" if r.grpo_prep else ", ".join(s.source for s in r.sources)
+        print(f"  {name:14s} {made_of}  {r.description}")
     print("sources:")
     for name, cls in registry.sources().items():
         print(f"  {name:14s} {cls.modality:12s} expects {cls.top_folder}/")

@@ -4,6 +4,8 @@ Shards are a *crude* Energon dataset (energon's recommended form for custom samp
 ``dataset.yaml`` names ``CrudeWebdataset`` with the subflavor ``datakit_format: fleming-vqa/1``,
 and ``cook_fleming_vqa`` (registered through ``COOKERS`` in a task encoder) turns the raw parts
 ``json`` + ``0.png`` ... into a ``FlemingVQASample`` with ordered images and the conversation.
+A recipe of interleaved documents (MMC4) names ``datakit_format: fleming-interleaved/1`` instead,
+and ``cook_fleming_interleaved`` makes a ``FlemingInterleavedSample`` (images + marked-up text).
 The trainer's task encoder imports this module; datakit never imports the trainer.
 """
 
@@ -19,7 +21,7 @@ from typing import Any
 
 from megatron.energon import Cooker, Sample, basic_sample_keys, edataclass, stateless
 
-from datakit.sample import SCHEMA
+from datakit.sample import INTERLEAVED_SCHEMA, SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -27,18 +29,21 @@ DATASET_YAML = (
     "__module__: megatron.energon\n"
     "__class__: CrudeWebdataset\n"
     "subflavors:\n"
-    f"  datakit_format: {SCHEMA}\n"
+    "  datakit_format: {schema}\n"
     "  datakit_recipe: {recipe}\n"
 )
 SPLITS = ("train", "val")
 _MEDIA_PART = re.compile(r"^(\d+)\.([a-z0-9]+)$")
 
 
-def write_dataset_yaml(root: Path, recipe: str) -> Path:
+def write_dataset_yaml(root: Path, recipe: str, schema: str = SCHEMA) -> Path:
+    """``.nv-meta/dataset.yaml`` naming the sample kind the shards hold (one kind per dataset)."""
+    if schema not in (SCHEMA, INTERLEAVED_SCHEMA):
+        raise ValueError(f"unknown sample schema {schema!r}; known: {SCHEMA}, {INTERLEAVED_SCHEMA}")
     meta = root / ".nv-meta"
     meta.mkdir(parents=True, exist_ok=True)
     path = meta / "dataset.yaml"
-    path.write_text(DATASET_YAML.format(recipe=recipe), encoding="utf-8")
+    path.write_text(DATASET_YAML.format(recipe=recipe, schema=schema), encoding="utf-8")
     return path
 
 
@@ -72,6 +77,18 @@ class FlemingVQASample(Sample):
     meta: dict
 
 
+@edataclass
+class FlemingInterleavedSample(Sample):
+    """A cooked interleaved document: ordered images + the text holding one ``<image>`` each."""
+
+    #: Media in order, one per ``<image>`` marker of ``text``.
+    images: list
+    #: The document, ``<image>`` markers where its images stand.
+    text: str
+    #: The structured fields of the sample JSON (source, task, lang, group, provenance).
+    meta: dict
+
+
 def media_parts(raw: dict[str, Any]) -> list[str]:
     """Names of the media parts of a crude sample in order (``0.png``, ``1.png``, ... ``10.png``)."""
     found = []
@@ -82,17 +99,23 @@ def media_parts(raw: dict[str, Any]) -> list[str]:
     return [name for _, name in sorted(found)]
 
 
-@stateless
-def cook_fleming_vqa(raw: dict) -> FlemingVQASample:
+def _checked(raw: dict, schema: str) -> tuple[dict, list[str]]:
+    """The sample JSON and its media part names, after checking both against ``schema``."""
     doc = raw["json"]
     if isinstance(doc, (bytes, str)):
         doc = json.loads(doc)
-    if doc.get("schema") != SCHEMA:
-        raise ValueError(f"sample {raw.get('__key__')}: schema {doc.get('schema')!r}, expected {SCHEMA}")
+    if doc.get("schema") != schema:
+        raise ValueError(f"sample {raw.get('__key__')}: schema {doc.get('schema')!r}, expected {schema}")
     parts = media_parts(raw)
     expected = [m["part"] for m in doc.get("media", [])]
     if parts != expected:
         raise ValueError(f"sample {raw.get('__key__')}: media parts {parts} but JSON lists {expected}")
+    return doc, parts
+
+
+@stateless
+def cook_fleming_vqa(raw: dict) -> FlemingVQASample:
+    doc, parts = _checked(raw, SCHEMA)
     meta = {k: v for k, v in doc.items() if k not in ("conversations", "media")}
     return FlemingVQASample(
         **basic_sample_keys(raw),
@@ -102,4 +125,19 @@ def cook_fleming_vqa(raw: dict) -> FlemingVQASample:
     )
 
 
-COOKERS = [Cooker(cook_fleming_vqa, has_subflavors={"datakit_format": SCHEMA})]
+@stateless
+def cook_fleming_interleaved(raw: dict) -> FlemingInterleavedSample:
+    doc, parts = _checked(raw, INTERLEAVED_SCHEMA)
+    meta = {k: v for k, v in doc.items() if k not in ("text", "media")}
+    return FlemingInterleavedSample(
+        **basic_sample_keys(raw),
+        images=[raw[p] for p in parts],
+        text=doc["text"],
+        meta=meta,
+    )
+
+
+COOKERS = [
+    Cooker(cook_fleming_vqa, has_subflavors={"datakit_format": SCHEMA}),
+    Cooker(cook_fleming_interleaved, has_subflavors={"datakit_format": INTERLEAVED_SCHEMA}),
+]

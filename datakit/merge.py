@@ -24,7 +24,7 @@ from datakit.dedup.summary import SampleSummary
 from datakit.manifest import Manifest, accounting_line, check_accounting
 from datakit.plan import BuildPlan
 from datakit.release import release_checksums
-from datakit.sample import canonical_json
+from datakit.sample import SCHEMA, canonical_json
 from datakit.seeding import derive_seed, unit_interval
 from datakit.shard_writer import AtomicTarWriter
 from datakit.slices import slice_paths
@@ -92,7 +92,7 @@ def merge(plan: BuildPlan, work: Path, out: Path, extra: dict[str, Any] | None =
                              status="emitted", task=s["task"], lang=s["lang"], group=s["group"],
                              split=split, shard=rel)
     _remove_stale(out, set(shard_paths))
-    energon_format.write_dataset_yaml(out, plan.recipe.name)
+    energon_format.write_dataset_yaml(out, plan.recipe.name, _schema(plan, summaries))
     if shard_paths:
         energon_format.prepare(out, shard_paths)
     checksums, release = release_checksums(out)
@@ -114,6 +114,16 @@ def merge(plan: BuildPlan, work: Path, out: Path, extra: dict[str, Any] | None =
     }
     (out / "build.json").write_bytes(canonical_json(build_doc))
     return BuildResult(out=out, summary=summary, checksums=checksums, release_sha256=release)
+
+
+def _schema(plan: BuildPlan, summaries: list[dict[str, Any]]) -> str:
+    """The one sample kind of the build (VQA unless the samples are interleaved documents): an
+    Energon dataset names one cooker, so a recipe mixing both kinds is refused."""
+    kinds = sorted({s.get("schema", SCHEMA) for s in summaries}) or [SCHEMA]
+    if len(kinds) > 1:
+        raise RuntimeError(f"recipe {plan.recipe.name} mixes sample kinds {kinds}: build interleaved documents "
+                           "and VQA samples as separate recipes and blend them (datakit blend)")
+    return kinds[0]
 
 
 def _deduplicate(plan: BuildPlan, summaries: list[dict[str, Any]], signatures: dict[str, Any],

@@ -1,5 +1,8 @@
 """Recipes: YAML files that select sources, converters, tasks, languages, split and seed.
 
+A recipe may instead *derive* its samples from another recipe's build: ``grpo_prep: {from:
+stage3, ...}`` (no ``sources``) draws the GRPO set from that build (``datakit.grpo_build``).
+
 Validated once, when loaded: every error names the file and the key (``sources[0].convert[1].
 tasks[2]``) and says what is allowed, before any work starts. Validation never rewrites fields.
 """
@@ -17,7 +20,9 @@ from datakit.sample import LANGS
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
 
-_TOP_KEYS = {"name", "description", "seed", "val_fraction", "samples_per_shard", "langs", "sources", "dedup"}
+_TOP_KEYS = {"name", "description", "seed", "val_fraction", "samples_per_shard", "langs", "sources", "dedup",
+             "grpo_prep"}
+_GRPO_KEYS = {"from", "target_size", "yes_no_share", "samples_per_shard"}
 _SOURCE_KEYS = {"source", "path", "options", "convert"}
 _CONVERT_KEYS = {"converter", "tasks", "options"}
 
@@ -48,9 +53,14 @@ class Recipe:
     sources: tuple[SourceSpec, ...]
     dedup: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    #: ``{"from": recipe, "target_size": n, ...}``: a GRPO set drawn from that recipe's build.
+    grpo_prep: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved recipe, saved beside every build."""
+        if self.grpo_prep is not None:
+            return {"name": self.name, "description": self.description, "seed": self.seed,
+                    "grpo_prep": dict(self.grpo_prep)}
         return {
             "name": self.name,
             "description": self.description,
@@ -112,7 +122,8 @@ def parse_recipe(raw: Any, path: Path) -> Recipe:
     unknown = set(raw) - _TOP_KEYS
     if unknown:
         raise fail(sorted(unknown)[0], f"unknown key; allowed: {sorted(_TOP_KEYS)}")
-    for key in ("name", "seed", "sources"):
+    derived = "grpo_prep" in raw
+    for key in ("name", "seed") if derived else ("name", "seed", "sources"):
         if key not in raw:
             raise fail(key, "required key is missing")
     name = raw["name"]
@@ -133,6 +144,8 @@ def parse_recipe(raw: Any, path: Path) -> Recipe:
     dedup = raw.get("dedup", {}) or {}
     if not isinstance(dedup, dict):
         raise fail("dedup", "must be a mapping")
+    if derived:
+        return _derived_recipe(raw, path, name, seed, fail)
     from datakit.dedup.config import DedupConfig
 
     try:
@@ -207,3 +220,36 @@ def parse_recipe(raw: Any, path: Path) -> Recipe:
         dedup=dedup,
         path=path,
     )
+
+
+def _derived_recipe(raw: dict[str, Any], path: Path, name: str, seed: int, fail: Any) -> Recipe:
+    """A recipe whose samples are drawn from another recipe's build (``grpo_prep``)."""
+    extra = sorted(set(raw) - {"name", "description", "seed", "grpo_prep"})
+    if extra:
+        raise fail(extra[0], "a grpo_prep recipe takes its samples from another recipe: only name, description, "
+                             "seed and grpo_prep are allowed")
+    spec = raw["grpo_prep"]
+    if not isinstance(spec, dict) or "from" not in spec:
+        raise fail("grpo_prep", "must be a mapping with 'from' (the recipe to draw from)")
+    bad = sorted(set(spec) - _GRPO_KEYS)
+    if bad:
+        raise fail(f"grpo_prep.{bad[0]}", f"unknown key; allowed: {sorted(_GRPO_KEYS)}")
+    base = spec["from"]
+    if not isinstance(base, str) or base == name:
+        raise fail("grpo_prep.from", f"must name another recipe, got {base!r}")
+    try:
+        base_recipe = load_recipe(base)
+    except RecipeError as e:
+        raise fail("grpo_prep.from", str(e)) from None
+    if base_recipe.grpo_prep is not None:
+        raise fail("grpo_prep.from", f"{base!r} is itself derived; draw from a recipe with sources")
+    from datakit.llm.grpo_prep import GRPOConfig
+
+    options = {k: v for k, v in spec.items() if k != "from"}
+    try:
+        GRPOConfig(seed=seed, **options)
+    except (TypeError, ValueError) as e:
+        raise fail("grpo_prep", str(e)) from None
+    return Recipe(name=name, description=str(raw.get("description", "")), seed=seed, val_fraction=0.0,
+                  samples_per_shard=int(options.get("samples_per_shard", 1000)), langs=base_recipe.langs,
+                  sources=(), path=path, grpo_prep={"from": base, **options})

@@ -27,7 +27,8 @@ def _sha256(path: Path) -> str:
 
 
 def release_files(out: Path) -> list[str]:
-    tars = sorted(p.relative_to(out).as_posix() for p in out.glob("*/*.tar"))
+    """Shard tars (``<split>/*.tar``, or a GRPO draw's top-level ``grpo-*.tar``) and the meta files."""
+    tars = sorted(p.relative_to(out).as_posix() for p in [*out.glob("*.tar"), *out.glob("*/*.tar")])
     return tars + [m for m in RELEASE_META if (out / m).exists()]
 
 
@@ -41,7 +42,7 @@ def sample_keys(out: Path) -> dict[str, list[str]]:
     keys: dict[str, list[str]] = {}
     for rel in release_files(out):
         if rel.endswith(".tar"):
-            split = rel.split("/", 1)[0]
+            split = rel.split("/", 1)[0] if "/" in rel else "train"  # a GRPO draw is one train split
             keys.setdefault(split, []).extend(k for k, _ in iter_samples(out / rel))
     return {k: sorted(v) for k, v in sorted(keys.items())}
 

@@ -17,8 +17,12 @@ from typing import Any
 from datakit.record import Media
 
 SCHEMA = "fleming-vqa/1"
+#: The second sample kind: a document of text with images in place (stage-1 pretraining).
+INTERLEAVED_SCHEMA = "fleming-interleaved/1"
 IMAGE_TOKEN = "<image>"
 QUESTION_TYPES = frozenset({"mcq", "open", "yes_no", "caption", "summary", "report"})
+#: What dedup and the manifest call an interleaved document in place of a question type.
+INTERLEAVED = "interleaved"
 LANGS = frozenset({"en", "zh"})
 _KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -98,6 +102,73 @@ class Sample:
 
     def parts(self) -> list[tuple[str, bytes]]:
         """(part name, bytes) in the fixed order they are written to a tar."""
+        out = [("json", self.json_bytes())]
+        out.extend((part, m.data) for part, m in zip(self.media_parts(), self.media))
+        return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InterleavedSample:
+    """One document of text and images in document order (MMC4-style pretraining); no
+    question or answer. ``text`` holds one ``<image>`` marker at the place of each medium, in
+    ``media`` order; the trainer puts the loss on every text token.
+
+    On disk it is ``<key>.json`` (schema ``fleming-interleaved/1``) plus ``<key>.0.jpg`` ...,
+    exactly as a VQA sample; a recipe's shards hold one kind only (``dataset.yaml`` names it).
+    """
+
+    key: str
+    source: str
+    modality: str
+    task: str
+    lang: str
+    group: str
+    text: str
+    media: list[Media]
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    schema = INTERLEAVED_SCHEMA
+    question_type = INTERLEAVED
+
+    def __post_init__(self) -> None:
+        if not _KEY_RE.match(self.key):
+            raise ValueError(f"sample key {self.key!r} must match [A-Za-z0-9_-]+ (no dots)")
+        if self.lang not in LANGS:
+            raise ValueError(f"sample {self.key}: lang {self.lang!r} not in {sorted(LANGS)}")
+        n_tokens = self.text.count(IMAGE_TOKEN)
+        if n_tokens != len(self.media) or not self.media:
+            raise ValueError(f"sample {self.key}: {n_tokens} {IMAGE_TOKEN} markers for {len(self.media)} "
+                             "media (a document holds at least one image, one marker each)")
+        if not self.text.replace(IMAGE_TOKEN, "").strip():
+            raise ValueError(f"sample {self.key}: a document needs text besides its {IMAGE_TOKEN} markers")
+
+    def plain_text(self) -> str:
+        """The document's words without the image markers: what near-text dedup compares."""
+        return " ".join(self.text.replace(IMAGE_TOKEN, " ").split())
+
+    def media_parts(self) -> list[str]:
+        return [f"{i}.{m.ext}" for i, m in enumerate(self.media)]
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "schema": INTERLEAVED_SCHEMA,
+            "source": self.source,
+            "modality": self.modality,
+            "task": self.task,
+            "lang": self.lang,
+            "group": self.group,
+            "text": self.text,
+            "media": [
+                {"part": part, "sha256": m.sha256, "width": m.width, "height": m.height}
+                for part, m in zip(self.media_parts(), self.media)
+            ],
+            "provenance": self.provenance,
+        }
+
+    def json_bytes(self) -> bytes:
+        return canonical_json(self.to_json_dict())
+
+    def parts(self) -> list[tuple[str, bytes]]:
         out = [("json", self.json_bytes())]
         out.extend((part, m.data) for part, m in zip(self.media_parts(), self.media))
         return out

@@ -22,7 +22,7 @@ from datakit.plan import BuildPlan
 from datakit.dedup.image_hash import signature
 from datakit.media import decode_image
 from datakit.record import LoadedRecord, Media, RawRecord
-from datakit.sample import Sample, canonical_json
+from datakit.sample import InterleavedSample, Sample, canonical_json
 from datakit.shard_writer import AtomicTarWriter
 
 LLM_CONVERTER = "llm_enrich"  # runs after the template converters, concurrently over a slice
@@ -144,6 +144,7 @@ def run_slice(plan: BuildPlan, work: Path, index: int, llm: Any = None) -> Path:
             if _llm_step(plan, record.source) is None:
                 finish(record, samples, translation_drops)
             else:
+                loaded.facts["template_samples"] = tuple(samples)  # what the CoT task reasons about
                 pending.append((record, loaded, samples, translation_drops))
         for record, samples, record_drops in _run_llm_steps(plan, pending, llm):
             finish(record, samples, record_drops)
@@ -212,10 +213,14 @@ def _record_row(record: RawRecord, status: str, reason: str, path: str | None, d
     }
 
 
-def _summary(sample: Sample, record: RawRecord, parts: list[str],
+def _summary(sample: Sample | InterleavedSample, record: RawRecord, parts: list[str],
              offsets: dict[str, tuple[int, int]]) -> dict[str, Any]:
     """What the merge needs without reading the tar: identity, dedup text, and part offsets."""
-    question = " ".join(t["value"] for t in sample.conversation if t["from"] == "human")
+    if isinstance(sample, InterleavedSample):  # a document: dedup compares its words
+        text, schema = sample.plain_text(), sample.schema
+    else:
+        question = " ".join(t["value"] for t in sample.conversation if t["from"] == "human")
+        text, schema = f"{question}\n{sample.answer}", None
     return {
         "key": sample.key,
         "group": sample.group,
@@ -225,7 +230,8 @@ def _summary(sample: Sample, record: RawRecord, parts: list[str],
         "task": sample.task,
         "lang": sample.lang,
         "question_type": sample.question_type,
-        "text": f"{question}\n{sample.answer}",
+        "text": text,
         "media_sha256": [m.sha256 for m in sample.media],
         "parts": [[part, *offsets[f"{sample.key}.{part}"]] for part in parts],
+        **({"schema": schema} if schema else {}),
     }

@@ -40,6 +40,18 @@ def ultrasound_build(tmp_path_factory):
     return result
 
 
+@pytest.fixture(scope="session")
+def stage_builds(tmp_path_factory):
+    """The stage recipes built once from the bundled samples into ``<tmp>/shards/<recipe>``, where
+    the trainer's stage metadatasets (``../../../shards/<recipe>``) find them: name -> BuildResult."""
+    from datakit.build import build
+    from datakit.recipe import load_recipe
+
+    shards = tmp_path_factory.mktemp("stages") / "shards"
+    return {name: build(load_recipe(name), SAMPLE_SOURCES, shards / name)
+            for name in ("stage1", "stage2", "stage3", "grpo")}
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _empty_decontam_registry(tmp_path_factory):
     """Builds in tests check against an empty benchmark registry unless a test registers one,

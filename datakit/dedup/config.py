@@ -25,7 +25,7 @@ from typing import Any, Mapping
 from datakit.dedup.image_index import NearImageConfig
 from datakit.dedup.text_minhash import MinHashConfig
 from datakit.errors import RecipeError
-from datakit.sample import QUESTION_TYPES
+from datakit.sample import INTERLEAVED, QUESTION_TYPES
 
 FREE_TEXT_TYPES = ("caption", "report", "summary")
 
@@ -97,9 +97,11 @@ def _section(raw: Mapping[str, Any], key: str, allowed: set[str], build: Any) ->
 
 
 def _near_text(d: dict[str, Any]) -> NearTextConfig:
+    d = dict(d)  # never pop from the recipe's own mapping: it is validated again at build time
     types = d.pop("question_types", list(FREE_TEXT_TYPES))
-    if not isinstance(types, list) or any(t not in QUESTION_TYPES for t in types):
-        raise ValueError(f"question_types must be a list drawn from {sorted(QUESTION_TYPES)}, got {types!r}")
+    known = QUESTION_TYPES | {INTERLEAVED}  # interleaved documents are compared as whole texts
+    if not isinstance(types, list) or any(t not in known for t in types):
+        raise ValueError(f"question_types must be a list drawn from {sorted(known)}, got {types!r}")
     return NearTextConfig(minhash=MinHashConfig(**d), question_types=tuple(types))
 
 

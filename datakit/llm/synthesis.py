@@ -1,4 +1,5 @@
-"""LLM answers -> bilingual ``Sample``s: label enrichment and video multiple choice.
+"""LLM answers -> bilingual ``Sample``s: label enrichment, video multiple choice, and the
+chain-of-thought of multiple-choice samples (``datakit.llm.cot``).
 
 Every (task, language) sample a record is meant to give ends as exactly one of: an emitted
 ``Sample`` (provenance carries the LLM cache keys), or a ``Drop`` that the build writes as a
@@ -40,7 +41,7 @@ from datakit.sample import IMAGE_TOKEN, Sample, sample_key
 from datakit.seeding import rng_for
 
 CONVERTER = "llm_enrich"
-LLM_TASKS = ("enriched_qa", "video_mcq")
+LLM_TASKS = ("enriched_qa", "video_mcq", "cot_mcq")
 REJECTED = "rejected"
 SKIPPED_LLM = "skipped_llm"
 
@@ -140,6 +141,10 @@ class LLMSynthesizer:
                 self._enriched_qa(loaded, ctx, out)
             elif task == "video_mcq":
                 self._video_mcq(loaded, ctx, out)
+            elif task == "cot_mcq":
+                from datakit.llm.cot import cot_samples
+
+                cot_samples(self, loaded, ctx, out)
             else:
                 raise KeyError(f"{CONVERTER} has no task {task!r}; known: {', '.join(LLM_TASKS)}")
         with self._lock:

@@ -1,4 +1,4 @@
-"""The four LLM tasks: prompt, answer schema and request builder of each.
+"""The LLM tasks: prompt, answer schema and request builder of each.
 
 A task's ``version`` is part of every cache key: change a prompt or a schema, bump the version,
 and the cache stops answering for the old wording instead of silently reusing it.
@@ -117,7 +117,24 @@ The response is correct when it states the same finding, diagnosis or value as t
 Reply with one JSON object {"correct": true or false, "reason": "<one sentence>"} and nothing else.""",
 )
 
-TASKS: dict[str, TaskSpec] = {t.name: t for t in (LABEL_ENRICHMENT, VIDEO_MCQ, TRANSLATE_ZH, JUDGE)}
+COT_MCQ = TaskSpec(
+    name="cot_mcq",
+    version="v1",
+    max_tokens=900,
+    schema=_object({"reasoning": {**_STR, "maxLength": 3000}}),
+    system="""You write the step-by-step reasoning for one multiple-choice question about a medical image, for a training dataset that teaches a model to reason before it answers.
+You receive the image, the question with its lettered options, and the verified correct option.
+
+Write "reasoning": 3 to 8 sentences that go from what is visible in the image, through the medical knowledge that applies, to why the correct option fits and why the other options do not. Its last line must be exactly "Answer: <letter>" with the correct option's letter.
+
+Rules:
+- The verified option is correct: do not argue for another one or hedge.
+- Reason from the image and general medical knowledge only; do not invent history, measurements or findings.
+- Write as someone looking at the image: never mention that the answer was given, a label, an annotation, a caption or these instructions, and never say that you cannot see the image.
+- Reply with one JSON object with exactly the key "reasoning", and nothing else.""",
+)
+
+TASKS: dict[str, TaskSpec] = {t.name: t for t in (LABEL_ENRICHMENT, VIDEO_MCQ, TRANSLATE_ZH, JUDGE, COT_MCQ)}
 
 
 def _request(task: TaskSpec, *messages: ChatMessage) -> ChatRequest:
@@ -173,3 +190,10 @@ def translation_request(texts: Sequence[str]) -> ChatRequest:
 def judge_request(*, question: str, reference: str, response: str) -> ChatRequest:
     payload = {"question": question, "reference_answer": reference, "response": response}
     return _request(JUDGE, ChatMessage.text("user", _json_text(payload)))
+
+
+def cot_request(images: Sequence[ImagePart], *, question: str, options: Sequence[str], answer: str) -> ChatRequest:
+    """The reasoning chain for one multiple-choice question whose correct letter is ``answer``."""
+    lettered = [f"{chr(ord('A') + i)}. {text}" for i, text in enumerate(options)]
+    text = "\n".join([f"Question: {question.strip()}", "Options:", *lettered, f"Verified correct option: {answer}"])
+    return _request(COT_MCQ, ChatMessage("user", (*images, text)))

@@ -29,6 +29,8 @@ MCQ_CORRECT_COUNT = "mcq_correct_count"
 MCQ_DUPLICATE_OPTIONS = "mcq_duplicate_options"
 TRANSLATION_COUNT = "translation_count_mismatch"
 TRANSLATION_NOT_CHINESE = "translation_not_chinese"
+COT_NO_FINAL_LETTER = "cot_no_final_letter"
+COT_WRONG_LETTER = "cot_wrong_letter"
 
 _SOURCES_EN = r"captions?|labels?|annotations?|descriptions?|metadata|transcripts?|masks?|(?:provided|given) (?:text|information)"
 _LEAK = re.compile(
@@ -152,9 +154,21 @@ def check_translation(parsed: dict[str, Any], *, sources: Sequence[str]) -> Verd
     return ACCEPTED
 
 
+def check_cot(parsed: dict[str, Any], *, gold: str) -> Verdict:
+    """The chain must end by stating a letter, and that letter must be the gold one."""
+    from datakit.cot import parse_reply
+
+    reply = parse_reply(parsed["reasoning"])
+    if reply is None:
+        return Verdict(COT_NO_FINAL_LETTER, "the reasoning does not end with 'Answer: <letter>'")
+    if reply[1] != gold:
+        return Verdict(COT_WRONG_LETTER, f"the reasoning concludes {reply[1]}, the gold answer is {gold}")
+    return ACCEPTED
+
+
 def validate(task: str, parsed: Any, **context: Any) -> Verdict:
     """The verdict on one answer of ``task``; ``context`` carries what the rules compare against
-    (``label`` for label enrichment, ``sources`` for translation)."""
+    (``label`` for label enrichment, ``sources`` for translation, ``gold`` for CoT)."""
     verdict = check_schema(task, parsed)
     if not verdict.ok or task == "judge":
         return verdict
@@ -167,6 +181,8 @@ def validate(task: str, parsed: Any, **context: Any) -> Verdict:
         return check_video_mcq(parsed)
     if task == "translate_zh":
         return check_translation(parsed, sources=context["sources"])
+    if task == "cot_mcq":
+        return check_cot(parsed, gold=context["gold"])
     raise KeyError(f"no validation rules for task {task!r}; known: {sorted(TASKS)}")
 
 

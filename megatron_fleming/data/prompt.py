@@ -6,6 +6,10 @@ The token stream is the one InternVL's ``preprocess_internvl2_5`` produces, turn
     <|im_start|>user\\n{question, each <image> -> <img><IMG_CONTEXT>*n</img>}<|im_end|>\\n
     <|im_start|>assistant\\n{answer}<|im_end|>\\n
 
+An interleaved document (stage-1 pretraining, `render_document`) has no chat template: its text
+with each ``<image>`` expanded the same way, then ``<|endoftext|>``; every text token (and the end
+token) is labelled, image tokens never are.
+
 Labels (aligned with the tokens, not yet shifted) are -100 except on assistant turns, where, as in
 InternVL, the first ``len(tokens("<|im_start|>assistant\\n"))`` tokens and the trailing ``\\n`` are
 masked: the model learns the answer and its ``<|im_end|>``. Text between special tokens is encoded
@@ -24,6 +28,7 @@ from megatron_fleming.data.tokenizer import (
     IMG_CONTEXT,
     IMG_END,
     IMG_START,
+    PAD,
     ChatTokenizer,
 )
 
@@ -65,6 +70,7 @@ class PromptRenderer:
         self.newline = tokenizer.encode("\n")
         # InternVL masks this many leading tokens of an assistant turn.
         self.assistant_prefix_len = 1 + len(tokenizer.encode("assistant\n"))
+        self.end_of_text = tokenizer.token_id(PAD)  # Qwen2.5's <|endoftext|> ends a document
 
     def _turn(self, role: str, body: list[str], image_tokens: Sequence[int]) -> list[int]:
         """`<|im_start|>{role}\\n{body}<|im_end|>\\n`; an image run goes between body pieces."""
@@ -117,4 +123,27 @@ class PromptRenderer:
         if next_image != len(tiles_per_image):
             raise PromptError(f"{next_image} {IMAGE_PLACEHOLDER} tokens for "
                               f"{len(tiles_per_image)} images")
+        return RenderedPrompt(input_ids=input_ids, labels=labels)
+
+    def render_document(self, text: str, tiles_per_image: Sequence[int]) -> RenderedPrompt:
+        """An interleaved document: text and image runs in document order, ``<|endoftext|>`` last;
+        labels on every text token and the end token, never on image tokens."""
+        if not isinstance(text, str) or not text.replace(IMAGE_PLACEHOLDER, "").strip():
+            raise PromptError("an interleaved document needs text besides its images")
+        pieces = text.split(IMAGE_PLACEHOLDER)
+        if len(pieces) - 1 != len(tiles_per_image):
+            raise PromptError(f"{len(pieces) - 1} {IMAGE_PLACEHOLDER} markers for {len(tiles_per_image)} images")
+        input_ids: list[int] = []
+        labels: list[int] = []
+        for k, piece in enumerate(pieces):
+            if k:
+                run = [self.img_start] + [self.img_context] * (tiles_per_image[k - 1] * self.tokens_per_tile) \
+                    + [self.img_end]
+                input_ids += run
+                labels += [IGNORE_INDEX] * len(run)
+            ids = self.tok.encode(piece) if piece else []
+            input_ids += ids
+            labels += ids
+        input_ids.append(self.end_of_text)
+        labels.append(self.end_of_text)
         return RenderedPrompt(input_ids=input_ids, labels=labels)

@@ -2,9 +2,11 @@
 
 Stages, in energon's order (`megatron.energon.TaskEncoder`):
 
-- cook: datakit's ``COOKERS`` (``cook_fleming_vqa``), after checking the crude sample's parts;
-- pre-encode: tiling plan from image headers, ChatML tokens, shifted labels, V2PE positions;
-  cheap, and what the packing buffer holds (no float pixels);
+- cook: datakit's ``COOKERS`` (``cook_fleming_vqa``, or ``cook_fleming_interleaved`` for a
+  dataset of interleaved documents), after checking the crude sample's parts;
+- pre-encode: tiling plan from image headers, ChatML tokens (a document: its text with image runs
+  in place, loss on every text token), shifted labels, V2PE positions; cheap, and what the
+  packing buffer holds (no float pixels);
 - select/pack: greedy first-fit decreasing into ``max_seq_len`` tokens (energon's
   ``packing_buffer_size`` turns this on), sequences kept apart by ``cu_seqlens``;
 - post-encode: decode + tile + normalise the images (PIL, or DALI by config) of the samples that
@@ -25,8 +27,8 @@ import torch
 from megatron.energon import DefaultTaskEncoder, SkipSample, stateless
 from megatron.energon.flavors.crude import CrudeSample
 
-from datakit.energon_format import COOKERS, FlemingVQASample, media_parts
-from datakit.sample import SCHEMA
+from datakit.energon_format import COOKERS, FlemingInterleavedSample, FlemingVQASample, media_parts
+from datakit.sample import INTERLEAVED_SCHEMA, SCHEMA
 from megatron_fleming.data.batch import (
     EncodedSample,
     PackedSample,
@@ -108,7 +110,8 @@ class TaskEncoderConfig:
 
 
 class FlemingTaskEncoder(DefaultTaskEncoder[FlemingVQASample, EncodedSample, VLMBatch, VLMBatch]):
-    """Energon task encoder for datakit shards (crude ``fleming-vqa/1`` samples)."""
+    """Energon task encoder for datakit shards (crude ``fleming-vqa/1`` samples, or
+    ``fleming-interleaved/1`` documents where the dataset says so)."""
 
     cookers = COOKERS
     # Raw bytes from energon: sizes come from headers before packing, pixels after it.
@@ -158,8 +161,10 @@ class FlemingTaskEncoder(DefaultTaskEncoder[FlemingVQASample, EncodedSample, VLM
                 doc = json.loads(doc)
             except (UnicodeDecodeError, json.JSONDecodeError) as e:
                 raise self.skips.skip("bad_json", sample, str(e)) from None
-        if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
-            raise self.skips.skip("bad_json", sample, f"not a {SCHEMA} sample")
+        expected = (sample.get("__subflavors__") or {}).get("datakit_format", SCHEMA)
+        if expected not in (SCHEMA, INTERLEAVED_SCHEMA) or not isinstance(doc, dict) \
+                or doc.get("schema") != expected:
+            raise self.skips.skip("bad_json", sample, f"not a {expected} sample")
         listed = [m.get("part") if isinstance(m, dict) else None for m in doc.get("media") or []]
         present = media_parts(sample)
         if listed != present:
@@ -173,7 +178,7 @@ class FlemingTaskEncoder(DefaultTaskEncoder[FlemingVQASample, EncodedSample, VLM
         return super().cook_crude_sample(cooked_input, cooker, aux)
 
     @stateless
-    def preencode_sample(self, sample: FlemingVQASample) -> EncodedSample:
+    def preencode_sample(self, sample: FlemingVQASample | FlemingInterleavedSample) -> EncodedSample:
         try:
             sizes = [image_size(m) for m in sample.images]
         except CorruptImageError as e:
@@ -183,7 +188,11 @@ class FlemingTaskEncoder(DefaultTaskEncoder[FlemingVQASample, EncodedSample, VLM
         if self.cfg.max_tiles_per_pack is not None and tiles > self.cfg.max_tiles_per_pack:
             raise self.skips.skip("too_long", sample, f"{tiles} tiles > max_tiles_per_pack")
         try:
-            prompt = self.renderer.render(sample.conversation, [p.num_tiles for p in plans])
+            tiles = [p.num_tiles for p in plans]
+            if isinstance(sample, FlemingInterleavedSample):
+                prompt = self.renderer.render_document(sample.text, tiles)
+            else:
+                prompt = self.renderer.render(sample.conversation, tiles)
         except PromptError as e:
             raise self.skips.skip("bad_conversation", sample, str(e)) from None
         if len(prompt) > self.cfg.max_seq_len:

@@ -27,7 +27,8 @@ TINY_TOKENIZER_DIR = "tokenizer"
 
 
 def conversation_texts(dataset: Path) -> Iterator[str]:
-    """Every turn of every sample JSON in the dataset's tars, in file order (for the tiny BPE)."""
+    """Every turn of every sample JSON in the dataset's tars (an interleaved document's text), in
+    file order (for the tiny BPE)."""
     tars = sorted(dataset.rglob("*.tar"))
     if not tars:
         raise FileNotFoundError(f"no .tar shards under {dataset}: data.tokenizer.tiny_bpe_vocab "
@@ -44,6 +45,8 @@ def conversation_texts(dataset: Path) -> Iterator[str]:
                 for turn in doc.get("conversations", []):
                     if isinstance(turn, dict) and isinstance(turn.get("value"), str):
                         yield turn["value"]
+                if isinstance(doc.get("text"), str):
+                    yield doc["text"]
 
 
 def build_tokenizer(cfg: TrainConfig, vlm: VLMConfig) -> ChatTokenizer:

@@ -7,7 +7,7 @@ request it receives. Faults are queued (``inject``) or scheduled by request numb
 client's timeout, a malformed (non-JSON) answer, or an error body that echoes the request's
 Authorization header back (a misbehaving proxy; the client must scrub it).
 
-Canned answers (``canned_answer``) recognise datakit's four LLM tasks by their system prompt and
+Canned answers (``canned_answer``) recognise datakit's LLM tasks by their system prompt and
 answer each validly; tests pass their own ``answer`` function for anything else.
 """
 
@@ -49,6 +49,11 @@ def canned_answer(body: dict[str, Any]) -> str:
     if '"translations"' in system:
         texts = json.loads(user)["texts"]
         return json.dumps({"translations": [f"译文：{t}" for t in texts]}, ensure_ascii=False)
+    if "Verified correct option:" in user:  # cot_mcq: a chain ending on the given letter
+        letter = re.search(r"Verified correct option: ([A-H])", user).group(1)
+        return json.dumps({"reasoning": "The image shows the finding the question asks about.\n"
+                                        "Its appearance fits one option better than the others.\n"
+                                        f"Answer: {letter}"})
     if "multiple-choice" in system:
         caption = user.removeprefix("Caption: ").strip()
         correct = caption.split(".")[0][:80]

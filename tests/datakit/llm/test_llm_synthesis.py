@@ -122,7 +122,7 @@ def test_every_planned_sample_is_emitted_or_dropped(server, make_client):
 
 def test_registered_converter_uses_the_builds_synthesizer(server, make_client):
     spec = get_converter("llm_enrich")
-    assert spec.fn is llm_enrich and set(spec.tasks) == {"enriched_qa", "video_mcq"}
+    assert spec.fn is llm_enrich and set(spec.tasks) == {"enriched_qa", "video_mcq", "cot_mcq"}
     synth = LLMSynthesizer(make_client(server))
     ctx = ConvertContext(seed=1, tasks=("enriched_qa",), options={"llm": synth})
     assert len(spec.fn(label_record(1), ctx)) == 2
