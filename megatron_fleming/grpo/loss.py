@@ -9,7 +9,8 @@ under the frozen reference, and its sequence's advantage ``A``::
     kl    = exp(ref - logp) - (ref - logp) - 1                         (k3, Schulman's estimator)
     loss  = pg + beta * kl
 
-k3 is unbiased for KL(policy || reference), never negative, and what verl (``low_var_kl``),
+Both log-ratios are clamped to +-20 before ``exp`` (`MAX_LOG_RATIO`). k3 is unbiased for
+KL(policy || reference), never negative, and what verl (``low_var_kl``),
 NeMo-RL and Megatron-RL use; k1 (``logp - ref``) and k2 (``(logp - ref)^2 / 2``) are there for
 comparison. Aggregation over a mini-batch:
 
@@ -37,10 +38,15 @@ KL_ESTIMATORS = ("k1", "k2", "k3")
 AGGREGATIONS = ("token-mean", "seq-mean-token-mean")
 
 
+#: Log-ratios are clamped to +-this before they are exponentiated (as verl does): a token the
+#: policy has made 1e-9 times as likely as the reference would otherwise overflow fp32 to inf.
+MAX_LOG_RATIO = 20.0
+
+
 def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor,
                estimator: KLEstimator = "k3") -> torch.Tensor:
     """Per-token estimate of KL(policy || reference) from the two log-probs of sampled tokens."""
-    diff = ref_logprobs - logprobs
+    diff = (ref_logprobs - logprobs).clamp(-MAX_LOG_RATIO, MAX_LOG_RATIO)
     if estimator == "k3":
         return torch.exp(diff) - diff - 1
     if estimator == "k2":
@@ -65,7 +71,7 @@ def grpo_token_losses(logprobs: torch.Tensor, old_logprobs: torch.Tensor,
                       clip_eps: float, kl_coef: float,
                       kl_estimator: KLEstimator = "k3") -> TokenLosses:
     """The objective above, token by token; `advantages` broadcast against the log-probs."""
-    ratio = torch.exp(logprobs - old_logprobs)
+    ratio = torch.exp((logprobs - old_logprobs).clamp(-MAX_LOG_RATIO, MAX_LOG_RATIO))
     unclipped = ratio * advantages
     clipped = torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * advantages
     pg = -torch.minimum(unclipped, clipped)
