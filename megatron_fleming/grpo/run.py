@@ -28,6 +28,7 @@ from megatron_fleming.grpo.train_module import GRPOTrainModule
 from megatron_fleming.model.parallel import initialize_parallel, shutdown_parallel
 from megatron_fleming.train.checkpoint import Checkpointer
 from megatron_fleming.train.loader import build_tokenizer
+from megatron_fleming.train.optim import _torch_adams, prepare_optimizer_for_load
 from megatron_fleming.train.preemption import PreemptionSignal
 from megatron_fleming.train.trainer import Progress
 
@@ -46,6 +47,22 @@ def build_scorer(cfg: GRPOConfig) -> RewardScorer:
                                   max_attempts=j.max_attempts))
     return RewardScorer(format_weight=r.format_weight, accuracy_weight=r.accuracy_weight,
                         format_pattern=r.format_pattern, judge=judge)
+
+
+def materialize_optimizer_state(optimizer) -> None:
+    """Give an optimizer that has not stepped yet its state as before a first step.
+
+    A GRPO run whose groups were all skipped so far has taken no update, and megatron's
+    distributed optimizer cannot save a plain PyTorch AdamW without per-parameter state. The
+    zero-lr step of `prepare_optimizer_for_load` creates it (zero moments, weights untouched);
+    its step count goes back to 0, so the first real update after a resume is step 1 as it would
+    have been without the checkpoint.
+    """
+    fresh = [inner for inner in _torch_adams(optimizer) if not inner.state]
+    prepare_optimizer_for_load(optimizer)
+    for inner in fresh:
+        for state in inner.state.values():
+            state["step"] = torch.zeros_like(state["step"])
 
 
 def run(cfg: GRPOConfig, *, stop_marker: str | Path | None = None) -> str:
@@ -106,12 +123,14 @@ def _run(cfg, vlm, preemption, stop_marker) -> str:
         signalled = preemption.requested()
         exit_interval = cfg.train.exit_interval
         timed_exit = bool(exit_interval) and progress.iteration % exit_interval == 0
-        if not last and (signalled or timed_exit):
+        stop = not last and (signalled or timed_exit)
+        periodic = bool(interval) and progress.iteration % interval == 0
+        if stop or (last and cfg.checkpoint.save_at_end) or periodic:
+            materialize_optimizer_state(module.optimizer)
+            checkpointer.save(progress.iteration, module, loader, progress.to_dict(), cfg.to_dict())
+        if stop:
             reason = "signal" if signalled else "exit_interval"
-            checkpointer.save(progress.iteration, module, loader, progress.to_dict(), cfg.to_dict())
             break
-        if (last and cfg.checkpoint.save_at_end) or (interval and progress.iteration % interval == 0):
-            checkpointer.save(progress.iteration, module, loader, progress.to_dict(), cfg.to_dict())
     if reason != "finished" and stop_marker is not None and rank0:
         Path(stop_marker).parent.mkdir(parents=True, exist_ok=True)
         Path(stop_marker).write_text(f"{progress.iteration}\n")

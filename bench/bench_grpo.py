@@ -1,0 +1,75 @@
+"""Where a GRPO iteration's time goes, and how it scales with the generations per prompt (N).
+
+The tiny VLM (random weights, CPU, one process, fp32) on the toy letter task, ``--prompts``
+prompts per iteration, N = 2, 4, 8 samples each, responses up to ``--response-len`` tokens. The
+reward is a format pattern that random text meets about half the time (a vowel in the response),
+so groups have variance and every iteration runs its updates; the run's own metrics give the
+split rollout / reward / reference / check / update and the rollout and update tokens/s. The
+first iteration (start-up) is left out; medians of the rest. Ratios are against N = 2 in the same
+process.
+Usage: python bench/bench_grpo.py [--iters 5] [--prompts 4] [--response-len 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import tempfile
+from pathlib import Path
+
+from megatron_fleming.grpo.config import load_grpo_config
+from megatron_fleming.grpo.run import METRICS_FILE, run
+from megatron_fleming.grpo.toy_task import write_letter_task
+from megatron_fleming.train.cli import _single_process_defaults
+
+CONFIG = Path(__file__).resolve().parents[1] / "megatron_fleming" / "configs" / "tiny_grpo.yaml"
+PHASES = ("rollout", "reward", "reference", "check", "update")
+
+
+def one(data: Path, out: Path, n: int, args) -> dict[str, float]:
+    cfg = load_grpo_config(CONFIG, [
+        f"data.path={data}", f"checkpoint.dir={out}", "checkpoint.init_from=null",
+        "checkpoint.save_at_end=false", "data.tokenizer.path=null",
+        "data.tokenizer.tiny_bpe_vocab=300", "model.overrides.language.vocab_size=320",
+        f"grpo.generations={n}", f"grpo.prompts_per_step={args.prompts}",
+        f"grpo.rollout_prompts={args.prompts}", f"grpo.max_response_len={args.response_len}",
+        "rewards.accuracy_weight=0.0", "rewards.format_pattern=(?s).*[aeiou].*",
+        f"train.iters={args.iters + 1}", "train.log_interval=1000"])
+    run(cfg)
+    rows = [json.loads(line) for line in (out / METRICS_FILE).read_text().splitlines()][1:]
+    keys = [f"time_{p}" for p in PHASES] + [f"time_share_{p}" for p in PHASES] + [
+        "step_time", "rollout_tokens_per_s", "train_tokens_per_s", "response_length"]
+    return {k: statistics.median(r[k] for r in rows) for k in keys}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iters", type=int, default=5)
+    parser.add_argument("--prompts", type=int, default=4)
+    parser.add_argument("--response-len", type=int, default=32)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _single_process_defaults()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        data = write_letter_task(root / "letters", count=64, seed=0, shapes="XOTL")
+        results = {n: one(data, root / f"n{n}", n, args) for n in (2, 4, 8)}
+    base = results[2]
+    print(f"tiny VLM, CPU fp32, {args.prompts} prompts x N samples, <= {args.response_len} "
+          f"response tokens, median of {args.iters} iterations")
+    print("N | step s (x N=2) | rollout / reward / reference / check / update share | "
+          "rollout tok/s (x) | update tok/s (x) | response len")
+    for n, r in results.items():
+        shares = " / ".join(f"{100 * r[f'time_share_{p}']:.0f}%" for p in PHASES)
+        print(f"{n} | {r['step_time']:.2f} ({r['step_time'] / base['step_time']:.2f}) | {shares} | "
+              f"{r['rollout_tokens_per_s']:.0f} ({r['rollout_tokens_per_s'] / base['rollout_tokens_per_s']:.2f}) | "
+              f"{r['train_tokens_per_s']:.0f} ({r['train_tokens_per_s'] / base['train_tokens_per_s']:.2f}) | "
+              f"{r['response_length']:.1f}")
+
+
+if __name__ == "__main__":
+    main()
