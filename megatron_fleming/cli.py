@@ -6,6 +6,8 @@
     fleming grpo --config CONFIG.yaml [--data DIR] [section.key=value ...]
     fleming eval run --benchmark NAME[,NAME] --data DIR --hf CKPT --out DIR
     fleming eval score --benchmark NAME --data DIR --responses FILE.jsonl --out DIR
+    fleming generate (--hf DIR | --mcore DIR) --input REQUESTS.jsonl --output ANSWERS.jsonl [...]
+    fleming chat (--hf DIR | --mcore DIR) [--image PATH ...]
 
 Subcommands register themselves through `add_*_parser` functions, so `train` and `eval` can join
 without touching the others.
@@ -19,6 +21,7 @@ import sys
 from pathlib import Path
 
 from megatron_fleming.eval.cli import add_eval_parser
+from megatron_fleming.generate.cli import add_chat_parser, add_generate_parser
 from megatron_fleming.grpo.cli import add_grpo_parser
 from megatron_fleming.train.cli import add_train_parser
 
@@ -90,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parser(commands)
     add_grpo_parser(commands)
     add_eval_parser(commands)
+    add_generate_parser(commands)
+    add_chat_parser(commands)
     return parser
 
 

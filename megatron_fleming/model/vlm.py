@@ -9,6 +9,12 @@ per-token losses. Between stages megatron's schedules move activations (`set_inp
 Packing: a batch of one row holding several sequences, delimited by `cu_seqlens`. Positions
 restart per sequence; attention is block-diagonal causal, as a boolean mask with local layers
 (CPU) or as THD `PackedSeqParams` with Transformer Engine (GPU).
+
+Generation (`megatron_fleming.generate`) calls `embed` once per prompt batch (the vision encoder
+runs there, once) and then `forward` with `decoder_input` (those embeddings, or one token's) and
+megatron's `StaticInferenceContext` holding the KV cache; `position_ids` then cover the whole
+cached sequence, because megatron's static path caches keys before rotary and rotates all of them
+at every step.
 """
 
 from __future__ import annotations
@@ -90,6 +96,10 @@ class FlemingVLM(MegatronModule):
         tokens = pixel_unshuffle(patches, self.cfg.projector.unshuffle_factor)
         return self.vision_projection(tokens)
 
+    def embed(self, input_ids: torch.Tensor, pixel_values: torch.Tensor | None) -> torch.Tensor:
+        """Decoder input [s, b, Dl] (stage 0): token embeddings with image features merged in."""
+        return self._embed(input_ids, pixel_values)
+
     def _embed(self, input_ids: torch.Tensor, pixel_values: torch.Tensor | None) -> torch.Tensor:
         embeddings = self.language_model.embedding(input_ids=input_ids, position_ids=None)
         slots = input_ids == self.cfg.image_context_token_id
@@ -114,14 +124,22 @@ class FlemingVLM(MegatronModule):
                 attention_mask: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None,
                 cu_seqlens: torch.Tensor | None = None,
-                runtime_gather_output: bool | None = None) -> torch.Tensor:
+                runtime_gather_output: bool | None = None,
+                decoder_input: torch.Tensor | None = None,
+                inference_context=None) -> torch.Tensor:
         """Logits [b, s, vocab / TP] (labels None), else per-token loss [b, s], 0 where ignored.
 
         input_ids [b, s] are needed on every stage (they define V2PE positions when
         `position_ids` is None); pixel_values only on stage 0. `labels` are next-token targets
         aligned with input_ids, IGNORE_INDEX (-100) where no loss is taken. `position_ids` is
         keyword-only: Float16Module casts positional float inputs to bf16, which would round them.
+
+        Generation: `decoder_input` ([s, b, Dl], from `embed`) replaces embedding on stage 0;
+        with `inference_context` (megatron's `StaticInferenceContext`, the KV cache) input_ids
+        are this step's tokens and `position_ids` [b, cached + s] those of every cached token.
         """
+        if inference_context is not None and position_ids is None:
+            raise ValueError("generation with a KV cache needs position_ids of the whole cache")
         if position_ids is None:
             position_ids = v2pe_position_ids(input_ids, self.cfg.image_context_token_id,
                                              self.cfg.v2pe_delta, cu_seqlens)
@@ -131,8 +149,7 @@ class FlemingVLM(MegatronModule):
                 attention_mask = block_causal_mask(cu_seqlens, input_ids.shape[1])
             else:
                 packed_seq_params = thd_packed_seq_params(cu_seqlens)
-        decoder_input = None
-        if self.pre_process:
+        if self.pre_process and decoder_input is None:
             decoder_input = self._embed(input_ids, pixel_values)
             if self.config.sequence_parallel:
                 decoder_input = tensor_parallel.scatter_to_sequence_parallel_region(decoder_input)
@@ -142,7 +159,7 @@ class FlemingVLM(MegatronModule):
             input_ids=input_ids, position_ids=mrope_position_ids(position_ids),
             attention_mask=attention_mask, decoder_input=decoder_input,
             labels=None if padded else targets, packed_seq_params=packed_seq_params,
-            runtime_gather_output=runtime_gather_output)
+            runtime_gather_output=runtime_gather_output, inference_context=inference_context)
         if not self.post_process:
             return output
         if padded:
