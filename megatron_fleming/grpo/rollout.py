@@ -19,8 +19,9 @@ from typing import Sequence
 
 import torch
 
+from megatron_fleming.data.tokenizer import ChatTokenizer
 from megatron_fleming.generate.engine import GenerationEngine
-from megatron_fleming.generate.inputs import PreparedRequest
+from megatron_fleming.generate.requests import PreparedRequest
 from megatron_fleming.generate.sampling import SamplingParams
 from megatron_fleming.grpo.prompts import PromptSample
 
@@ -50,10 +51,11 @@ class Rollout:
         return self.prompt_ids + self.token_ids[:-1]
 
 
-def generate_rollouts(engine: GenerationEngine, prompts: Sequence[PromptSample], *,
-                      generations: int, sampling: SamplingParams, seed: int,
-                      iteration: int) -> list[list[Rollout]]:
-    """[prompt][sample] rollouts of this rank's prompts (identical on every rank of a replica)."""
+def generate_rollouts(engine: GenerationEngine, tokenizer: ChatTokenizer,
+                      prompts: Sequence[PromptSample], *, generations: int,
+                      sampling: SamplingParams, seed: int, iteration: int) -> list[list[Rollout]]:
+    """[prompt][sample] rollouts of this rank's prompts (identical on every rank of a replica);
+    the text is the tokens decoded without a final end token."""
     requests = [
         PreparedRequest(id=f"{p.__key__}/{j}", input_ids=list(p.prompt_ids),
                         pixel_values=p.pixel_values, sampling=sampling,
@@ -64,8 +66,9 @@ def generate_rollouts(engine: GenerationEngine, prompts: Sequence[PromptSample],
     for index, result in enumerate(results):
         group = index // generations
         p = prompts[group]
+        body = result.token_ids[:-1] if result.finish_reason == "stop" else result.token_ids
         groups[group].append(Rollout(group=group, prompt_ids=list(p.prompt_ids),
                                      pixel_values=p.pixel_values, token_ids=result.token_ids,
                                      logprobs=result.logprobs, finish_reason=result.finish_reason,
-                                     text=result.text or ""))
+                                     text=tokenizer.decode(body)))
     return groups

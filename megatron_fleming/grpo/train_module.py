@@ -32,7 +32,6 @@ from megatron.core.pipeline_parallel import get_forward_backward_func
 
 from megatron_fleming.data.tokenizer import ChatTokenizer
 from megatron_fleming.generate.engine import GenerationEngine
-from megatron_fleming.generate.inputs import RequestEncoder
 from megatron_fleming.generate.loading import end_ids_of
 from megatron_fleming.generate.logprobs import sequence_logprobs, token_mask
 from megatron_fleming.generate.sampling import SamplingParams
@@ -102,9 +101,7 @@ class GRPOTrainModule:
         self.delta = vlm.v2pe_delta if g.v2pe_delta is None else g.v2pe_delta
         self.sampling = SamplingParams(temperature=g.temperature, top_p=g.top_p, top_k=g.top_k,
                                        max_new_tokens=g.max_response_len)
-        requests = RequestEncoder(vlm, tokenizer, max_tiles=cfg.data.max_tiles,
-                                  system_prompt=cfg.data.system_prompt, sampling=self.sampling)
-        self.engine = GenerationEngine(self.model[0], requests, end_ids=end_ids_of(tokenizer, vlm),
+        self.engine = GenerationEngine(self.model[0], None, end_ids=end_ids_of(tokenizer, vlm),
                                        batch_size=g.generations * g.rollout_prompts,
                                        v2pe_delta=self.delta)
         self.objective = GRPOObjective(temperature=g.temperature, mask=token_mask(self.model[0]),
@@ -244,7 +241,7 @@ class GRPOTrainModule:
             clock = now
 
         self.sync_params()
-        groups = generate_rollouts(self.engine, prompts, generations=g.generations,
+        groups = generate_rollouts(self.engine, self.tokenizer, prompts, generations=g.generations,
                                    sampling=self.sampling, seed=self.cfg.train.seed,
                                    iteration=iteration)
         lap("rollout")
