@@ -8,6 +8,7 @@ Mode ``tp1`` (one process), in order, each a real `fleming train` / `fleming grp
 - ``drift``: one iteration with the engine placing visual tokens at delta 1 while the trainer uses
   the model's fractional delta: the consistency check must stop the run.
 Mode ``tp2`` (two processes): the GRPO run at tensor parallel 2, stopped after 4 iterations.
+Mode ``long`` (one process): warm-up, then GRPO for ``--iters`` iterations at ``--lr``.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def warmup(data: Path, work: Path) -> Path:
     return out
 
 
-def grpo(data: Path, warm: Path, out: Path, iters: int, *extra: str) -> list[dict]:
+def grpo(data: Path, warm: Path, out: Path, iters: int, *extra: str, lr: str = "1.0e-3") -> list[dict]:
     from megatron_fleming.grpo.config import load_grpo_config
     from megatron_fleming.grpo.run import METRICS_FILE, run
 
@@ -41,7 +42,7 @@ def grpo(data: Path, warm: Path, out: Path, iters: int, *extra: str) -> list[dic
         f"data.path={data}", f"checkpoint.dir={out}", f"checkpoint.init_from={warm}",
         f"data.tokenizer.path={warm / 'tokenizer'}", "data.system_prompt=null",
         "rewards.format_weight=0.0", "grpo.max_response_len=3", "grpo.generations=8",
-        "grpo.prompts_per_step=8", f"train.iters={iters}", "optimizer.lr=1.0e-3",
+        "grpo.prompts_per_step=8", f"train.iters={iters}", f"optimizer.lr={lr}",
         "train.log_interval=5", *MODEL, *extra])
     run(cfg)
     path = out / METRICS_FILE
@@ -53,11 +54,12 @@ def main() -> None:
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--mode", choices=("tp1", "tp2"), required=True)
+    parser.add_argument("--mode", choices=("tp1", "tp2", "long"), required=True)
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--sft-data", type=Path, required=True)
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--iters", type=int, default=20)
+    parser.add_argument("--lr", default="1.0e-3")
     args = parser.parse_args()
     torch.set_num_threads(1)
     result: dict = {}
@@ -86,6 +88,9 @@ def main() -> None:
             result["drift"] = str(e)
         finally:
             train_module.GRPOTrainModule.__init__ = build
+    elif args.mode == "long":
+        warmup(args.sft_data, args.work)
+        result["rows"] = grpo(args.data, warm, args.work / "grpo-long", args.iters, lr=args.lr)
     else:
         result["rows"] = grpo(args.data, warm, args.work / "grpo-tp2", args.iters,
                               "parallel.tensor_parallel=2", "train.exit_interval=4")
