@@ -24,8 +24,9 @@ import tempfile
 from pathlib import Path
 
 from megatron_fleming.grpo.config import load_grpo_config
-from megatron_fleming.grpo.run import METRICS_FILE, run
+from megatron_fleming.grpo.run import run
 from megatron_fleming.grpo.toy_task import write_letter_task
+from megatron_fleming.train.callbacks import METRICS_FILE
 from megatron_fleming.train.cli import _single_process_defaults
 
 CONFIG = Path(__file__).resolve().parents[1] / "megatron_fleming" / "configs" / "tiny_grpo.yaml"

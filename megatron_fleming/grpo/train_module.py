@@ -15,18 +15,18 @@ ranks, which see the same prompts):
    taken, so the schedule stays tied to iterations).
 
 Metrics are reduced over all ranks (one rank per replica contributes each quantity) and come back
-identical on every rank.
+identical on every rank. The module is a `train.protocol.StageModule`: `train.trainer.Trainer`
+runs the loop, checkpoints, logging and preemption for it as for stages 1-3.
 """
 
 from __future__ import annotations
 
 import time
+import math
 from collections import Counter
-from dataclasses import dataclass, field
 
 import torch
 from megatron.core import parallel_state
-from megatron.core.distributed import DistributedDataParallelConfig, finalize_model_grads
 from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 from megatron.core.pipeline_parallel import get_forward_backward_func
 
@@ -50,20 +50,11 @@ from megatron_fleming.grpo.reference import ReferenceWeights
 from megatron_fleming.grpo.rewards import RewardScorer
 from megatron_fleming.grpo.rollout import Rollout, generate_rollouts
 from megatron_fleming.model.config import VLMConfig
-from megatron_fleming.model.freeze import freeze_for_stage, trainable_parameter_count
-from megatron_fleming.model.parallel import build_model_chunks, unwrap, wrap_with_ddp
-from megatron_fleming.train.fp8 import require_fp8_runtime, with_fp8
-from megatron_fleming.train.optim import build_optimizer
+from megatron_fleming.train.optim import _torch_adams, prepare_optimizer_for_load
+from megatron_fleming.train.protocol import StepReport
+from megatron_fleming.train.train_module import StageModel
 
 PHASES = ("rollout", "reward", "reference", "check", "update")
-
-
-@dataclass
-class GRPOStepResult:
-    """One iteration, global over all ranks: metrics by name, and counters to accumulate."""
-
-    metrics: dict[str, float]
-    counts: Counter = field(default_factory=Counter)
 
 
 def _mp_broadcast(tensor: torch.Tensor) -> torch.Tensor:
@@ -75,27 +66,21 @@ def _mp_broadcast(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
-class GRPOTrainModule:
+class GRPOTrainModule(StageModel):
+    batches_per_step = 1  # one rollout batch of prompts per iteration
+    console_metrics = (
+        ("reward", ".3f"), ("reward_format", ".3f"), ("accuracy", ".3f"), ("kl", ".4f"),
+        ("clip_fraction", ".3f"), ("entropy", ".3f"), ("response_length", ".1f"),
+        ("skipped_groups", ".0f"), ("rollout_tokens_per_s", ".0f"), ("train_tokens_per_s", ".0f"),
+        ("time_share_rollout", ".0%"), ("time_share_reference", ".0%"), ("time_share_check", ".0%"),
+        ("time_share_update", ".0%"), ("logprob_max_abs_delta", ".1e"),
+        ("logprob_error_ratio", ".6f"), ("lr", ".3e"))
+
     def __init__(self, cfg: GRPOConfig, vlm: VLMConfig, tokenizer: ChatTokenizer,
                  scorer: RewardScorer | None) -> None:
-        self.cfg, self.vlm, self.tokenizer = cfg, vlm, tokenizer
-        require_fp8_runtime(cfg.fp8)
-        par = with_fp8(cfg.parallel, cfg.fp8)
-        self.device = torch.device("cuda", torch.cuda.current_device()) if par.device == "cuda" \
-            else torch.device("cpu")
-        chunks = build_model_chunks(vlm, par)
-        freeze_for_stage(chunks, 4)
-        self.trainable = trainable_parameter_count(chunks)
-        opt = cfg.optimizer
-        self.model = wrap_with_ddp(chunks, DistributedDataParallelConfig(
-            grad_reduce_in_fp32=True, overlap_grad_reduce=opt.overlap_grad_reduce,
-            overlap_param_gather=opt.overlap_param_gather, use_distributed_optimizer=opt.distributed,
-            check_for_nan_in_grad=True))
-        self.optimizer = build_optimizer(cfg, self.model)
+        super().__init__(cfg, vlm, stage=4)
+        self.tokenizer = tokenizer
         self.scheduler = build_update_scheduler(cfg, self.optimizer)
-        config = unwrap(self.model[0]).config
-        config.finalize_model_grads_func = finalize_model_grads
-        config.grad_scale_func = self.optimizer.scale_loss
         self.scorer = scorer  # None except on each replica's first rank
         g = cfg.grpo
         self.delta = vlm.v2pe_delta if g.v2pe_delta is None else g.v2pe_delta
@@ -108,11 +93,7 @@ class GRPOTrainModule:
                                        clip_eps=g.clip_eps, kl_coef=g.kl_coef,
                                        kl_estimator=g.kl_estimator, aggregation=g.aggregation)
         self.reference: ReferenceWeights | None = None
-        first_tp = parallel_state.get_tensor_model_parallel_rank() == 0
-        self.first = parallel_state.is_pipeline_first_stage(ignore_virtual=True)
         self.last = parallel_state.is_pipeline_last_stage(ignore_virtual=True)
-        self.reports_data = first_tp and self.first
-        self.reports_loss = first_tp and self.last
 
     # ------------------------------------------------------------------ state (checkpoints)
 
@@ -122,28 +103,17 @@ class GRPOTrainModule:
             self.sync_params()
             self.reference = ReferenceWeights(self.model)
 
-    @property
-    def chunks(self) -> list[torch.nn.Module]:
-        return [unwrap(chunk) for chunk in self.model]
-
-    def sync_params(self) -> None:
-        if self.cfg.optimizer.overlap_param_gather:
-            for chunk in self.model:
-                chunk.disable_forward_pre_hook(param_sync=True)
-                chunk.enable_forward_pre_hook()
-
-    def model_keys(self) -> list[str]:
-        return ["model"]
-
-    def model_sharded_state_dict(self) -> dict:
-        return {"model": self.chunks[0].sharded_state_dict()}
-
-    def load_model_state_dict(self, state: dict) -> None:
-        self.chunks[0].load_state_dict(state["model"], strict=True)
-
-    def current_lr(self) -> float:
-        groups = self.optimizer.param_groups
-        return float(groups[0]["lr"]) if groups else self.scheduler.get_lr({})
+    def before_save(self) -> None:
+        """An optimizer that has not stepped yet (every group skipped so far) gets its state as
+        before a first step: megatron's distributed optimizer cannot save a plain PyTorch AdamW
+        without per-parameter state. The zero-lr step of `prepare_optimizer_for_load` creates it
+        (zero moments, weights untouched) and its step count goes back to 0, so the first real
+        update after a resume is step 1, as without the checkpoint."""
+        fresh = [inner for inner in _torch_adams(self.optimizer) if not inner.state]
+        prepare_optimizer_for_load(self.optimizer)
+        for inner in fresh:
+            for state in inner.state.values():
+                state["step"] = torch.zeros_like(state["step"])
 
     # ------------------------------------------------------------------ one iteration
 
@@ -168,7 +138,8 @@ class GRPOTrainModule:
         """The current (or swapped-in) weights' log-probs of the micro-batch's targets, [1, T] on
         the last pipeline stage."""
         b = mb.batch
-        lp = sequence_logprobs(self.model[0], b.input_ids.to(self.device),
+        # Inside DDP: no parameter-gather hooks run while reference weights are swapped in.
+        lp = sequence_logprobs(self.model[0].module, b.input_ids.to(self.device),
                                None if b.pixel_values is None else b.pixel_values.to(self.device),
                                b.labels.to(self.device), temperature=self.cfg.grpo.temperature,
                                position_ids=b.position_ids.to(self.device),
@@ -229,7 +200,10 @@ class GRPOTrainModule:
                 stats += report[STATS_KEY].cpu()
         return stats, bool(applied), None if grad_norm is None else float(grad_norm)
 
-    def train_step(self, batch: PromptBatch, iteration: int) -> GRPOStepResult:
+    def step(self, batches: list[PromptBatch], iteration: int) -> StepReport:
+        return self.train_step(batches[0], iteration)
+
+    def train_step(self, batch: PromptBatch, iteration: int) -> StepReport:
         g, seconds, counts = self.cfg.grpo, dict.fromkeys(PHASES, 0.0), Counter()
         prompts = batch.prompts
         clock = time.perf_counter()
@@ -280,7 +254,7 @@ class GRPOTrainModule:
     # ------------------------------------------------------------------ metrics
 
     def _reduce(self, iteration, groups, rewards, skipped_groups, drift, stats, seconds,
-                train_tokens, grad_norm, applied, counts, data_skipped) -> GRPOStepResult:
+                train_tokens, grad_norm, applied, counts, data_skipped) -> StepReport:
         flat = [r for group in groups for r in group]
         data = torch.zeros(9, dtype=torch.float64)
         if self.reports_data:
@@ -303,10 +277,10 @@ class GRPOTrainModule:
         gathered: list = [None] * torch.distributed.get_world_size()
         torch.distributed.all_gather_object(gathered, (counts, data_skipped) if self.reports_data
                                             else (Counter(), {}))
-        total_counts = Counter()
+        total_counts, total_skipped = Counter(), Counter()
         for c, skipped in gathered:
             total_counts.update(c)
-            total_counts.update({f"skipped_{k}": v for k, v in skipped.items()})
+            total_skipped.update(skipped)
         summed, peaks = summed.cpu().tolist(), peaks.cpu().tolist()
         n, gen_tokens, train_tok = summed[0], summed[4], summed[8]
         s = dict(zip(STATS, summed[9:9 + len(STATS)]))
@@ -321,13 +295,13 @@ class GRPOTrainModule:
             "response_length": gen_tokens / n,
             "truncated_fraction": summed[5] / n,
             "skipped_groups": summed[6], "groups": summed[7],
-            "loss": s["loss_sum"] / max(s["loss_count"], 1.0) if applied else float("nan"),
+            "loss": s["loss_sum"] / max(s["loss_count"], 1.0) if applied else None,
             "kl": s["kl"] / tokens, "clip_fraction": s["clipped"] / tokens,
             "entropy": s["entropy"] / tokens, "train_tokens": train_tok,
             "rollout_tokens_per_s": gen_tokens / max(time_of["rollout"], 1e-9),
             "train_tokens_per_s": train_tok / max(time_of["update"], 1e-9),
             "updates_applied": applied, "lr": self.current_lr(),
-            "grad_norm": float("nan") if grad_norm is None else grad_norm,
+            "grad_norm": grad_norm,
             "logprob_tokens": drift_total.tokens, "logprob_mean_abs_delta": drift_total.mean_abs,
             "logprob_max_abs_delta": drift_total.max_abs,
             "logprob_error_ratio": drift_total.error_ratio, "step_time": step_time,
@@ -335,7 +309,10 @@ class GRPOTrainModule:
             **{f"time_share_{p}": time_of[p] / max(step_time, 1e-9) for p in PHASES},
         }
         total_counts["skipped_groups"] += int(summed[6])
-        return GRPOStepResult(metrics=metrics, counts=total_counts)
+        metrics = {k: None if isinstance(v, float) and math.isnan(v) else v
+                   for k, v in metrics.items()}
+        return StepReport(metrics=metrics, samples=int(summed[7]), tokens=int(train_tok),
+                          skipped=total_skipped, counts=total_counts)
 
 
 def build_update_scheduler(cfg: GRPOConfig, optimizer) -> OptimizerParamScheduler:

@@ -36,7 +36,8 @@ def warmup(data: Path, work: Path) -> Path:
 
 def grpo(data: Path, warm: Path, out: Path, iters: int, *extra: str, lr: str = "1.0e-3") -> list[dict]:
     from megatron_fleming.grpo.config import load_grpo_config
-    from megatron_fleming.grpo.run import METRICS_FILE, run
+    from megatron_fleming.grpo.run import run
+    from megatron_fleming.train.callbacks import METRICS_FILE
 
     cfg = load_grpo_config(CONFIGS / "tiny_grpo.yaml", [
         f"data.path={data}", f"checkpoint.dir={out}", f"checkpoint.init_from={warm}",

@@ -45,7 +45,7 @@ def test_grpo_sbatch_runs_data_parallel(tmp_path):
     out = log.read_text() if log.exists() else ""
     assert "fleming grpo --config megatron_fleming/configs/tiny_grpo.yaml" in out, out[-3000:]
     assert "2 tasks" in out
-    rows = [json.loads(line) for line in (run / "grpo_metrics.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in rows] == [1, 2]
     # 4 prompts per step over 2 replicas x 4 generations: every rollout counted once
     assert all(r["groups"] == 4 for r in rows)
