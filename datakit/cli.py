@@ -3,26 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
-from datakit.errors import RecipeError
+from datakit.errors import EmptyBuildError, RecipeError
 
 LOCK_DIR = Path("shards")
 
 
-def _progress_factory(total: int):
-    from tqdm import tqdm
+def _progress():
+    from datakit.progress import Progress
 
-    bar = tqdm(total=total, unit="rec", desc="convert", file=sys.stderr, dynamic_ncols=True,
-               disable=None)  # disabled automatically when stderr is not a terminal
-
-    def advance(n: int) -> None:
-        bar.update(n)
-        if bar.n >= total:
-            bar.close()
-
-    return advance
+    return Progress.for_stream(sys.stderr)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -51,6 +44,15 @@ def print_summary(summary: dict, out: Path, release: str) -> None:
     print("  splits: " + ", ".join(f"{k}={v}" for k, v in summary["splits"].items()))
     if summary["rejects"]:
         print("  rejected: " + ", ".join(f"{k}={v}" for k, v in summary["rejects"].items()))
+    if summary.get("ignored"):
+        print("  ignored (not inputs): " + ", ".join(f"{k}={v}" for k, v in summary["ignored"].items()))
+    errors = summary.get("internal_errors") or {}
+    if errors.get("count"):
+        print(f"  INTERNAL ERRORS: {errors['count']} record(s) failed unexpectedly (reason internal_error; "
+              f"--strict stops at the first), e.g. {errors['examples'][0]}")
+    if "decontam" in summary:
+        names = ", ".join(f"{b['name']} ({b['images']} images, {b['sha256'][:12]})" for b in summary["decontam"])
+        print(f"  decontaminated against: {names or 'no benchmark registered'}")
     if summary.get("llm"):
         client = summary["llm"]["client"]
         print("  llm: " + ", ".join(f"{k}={v}" for k, v in client.items() if not isinstance(v, dict)))
@@ -92,7 +94,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         from datakit import slurm
 
         plan, _ = plan_build(recipe, Path(args.sources) if args.sources else None, out, seed=args.seed,
-                             slice_size=args.slice_records)
+                             slice_size=args.slice_records, allow_empty=args.allow_empty,
+                             decontam_dir=args.decontam, progress=_progress())
         scripts = slurm.write_scripts(recipe.path, out, args.array, cpus=args.cpus_per_task,
                                       partition=args.partition)
         print(f"planned {len(plan.records)} records in {plan.n_slices} slices; scripts in {scripts.array.parent}")
@@ -106,7 +109,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         return 0
     result = build(recipe, Path(args.sources) if args.sources else None, out, workers=args.workers,
                    seed=args.seed, keep_work=args.keep_work, slice_size=args.slice_records,
-                   llm_config=llm_config_from_args(args), progress_factory=_progress_factory)
+                   llm_config=llm_config_from_args(args), progress=_progress(), strict=args.strict,
+                   allow_empty=args.allow_empty, decontam_dir=args.decontam)
     print_summary(result.summary, out, result.release_sha256)
     return 0
 
@@ -116,7 +120,7 @@ def cmd_slice(args: argparse.Namespace) -> int:
     from datakit.recipe import load_recipe
 
     done = run_array_task(load_recipe(args.recipe), Path(args.out), args.task, args.tasks,
-                          llm_config_from_args(args))
+                          llm_config_from_args(args), strict=args.strict)
     print(f"task {args.task}/{args.tasks}: converted {len(done)} slice(s)")
     return 0
 
@@ -126,8 +130,12 @@ def cmd_merge(args: argparse.Namespace) -> int:
     from datakit.recipe import load_recipe
 
     out = Path(args.out)
-    result = merge_build(load_recipe(args.recipe), out, keep_work=args.keep_work)
+    from datakit.build import check_not_empty
+
+    result = merge_build(load_recipe(args.recipe), out, keep_work=args.keep_work, progress=_progress())
     print_summary(result.summary, out, result.release_sha256)
+    if not args.allow_empty:
+        check_not_empty(result)
     return 0
 
 
@@ -136,7 +144,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from datakit.recipe import load_recipe
 
     plan, work = plan_build(load_recipe(args.recipe), Path(args.sources) if args.sources else None,
-                            Path(args.out), seed=args.seed, slice_size=args.slice_records)
+                            Path(args.out), seed=args.seed, slice_size=args.slice_records,
+                            allow_empty=args.allow_empty, decontam_dir=args.decontam, progress=_progress())
     print(f"planned {len(plan.records)} records in {plan.n_slices} slices -> {work / 'plan.json'}")
     return 0
 
@@ -204,13 +213,23 @@ def cmd_lock(args: argparse.Namespace) -> int:
     return 0
 
 
+DECONTAM_HELP = ("decontamination registry folder (default: $DATAKIT_DECONTAM_DIR, else "
+                 "$XDG_DATA_HOME/datakit/decontam, i.e. ~/.local/share/datakit/decontam)")
+
+
+def add_build_checks(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-empty", action="store_true",
+                   help="exit 0 when --sources holds none of the recipe's sources or no sample is emitted")
+    p.add_argument("--decontam", metavar="DIR", help=DECONTAM_HELP)
+
+
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="datakit", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="list recipes and sources").set_defaults(fn=cmd_list)
 
     b = sub.add_parser("build", help="build a recipe into Energon shards")
-    b.add_argument("recipe", help="recipe name (datakit/recipes/NAME.yaml) or path to a recipe YAML")
+    b.add_argument("recipe", help="packaged recipe name (datakit list), or a recipe file given as a path (./x.yaml)")
     b.add_argument("--sources", help="folder holding each dataset's released top folder (default: bundled samples)")
     b.add_argument("--out", help="output folder (default: shards/RECIPE)")
     b.add_argument("--workers", type=int, default=1, help="processes converting slices in parallel")
@@ -224,6 +243,10 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--cpus-per-task", type=int, default=1)
     b.add_argument("--wait", action="store_true", help="with --slurm: block until the merge job ends")
     b.add_argument("--dry-run", action="store_true", help="with --slurm: write the scripts, submit nothing")
+    add_build_checks(b)
+    b.add_argument("--strict", action="store_true",
+                   help="(developers) stop at the first unexpected per-record error instead of recording "
+                        "it as internal_error")
     add_llm_args(b)
     b.set_defaults(fn=cmd_build)
 
@@ -233,6 +256,7 @@ def make_parser() -> argparse.ArgumentParser:
     pl.add_argument("--out", required=True)
     pl.add_argument("--seed", type=int)
     pl.add_argument("--slice-records", type=int, default=128)
+    add_build_checks(pl)
     pl.set_defaults(fn=cmd_plan)
 
     sl = sub.add_parser("slice", help="(array task) convert this task's slices of a planned build")
@@ -240,6 +264,7 @@ def make_parser() -> argparse.ArgumentParser:
     sl.add_argument("--out", required=True)
     sl.add_argument("--task", type=int, required=True)
     sl.add_argument("--tasks", type=int, required=True)
+    sl.add_argument("--strict", action="store_true", help="stop at the first unexpected per-record error")
     add_llm_args(sl)
     sl.set_defaults(fn=cmd_slice)
 
@@ -247,6 +272,7 @@ def make_parser() -> argparse.ArgumentParser:
     mg.add_argument("recipe")
     mg.add_argument("--out", required=True)
     mg.add_argument("--keep-work", action="store_true")
+    mg.add_argument("--allow-empty", action="store_true", help="exit 0 even when no sample was emitted")
     mg.set_defaults(fn=cmd_merge)
 
     bl = sub.add_parser("blend", help="write an Energon metadataset blending built recipes by weight")
@@ -268,7 +294,7 @@ def make_parser() -> argparse.ArgumentParser:
     rm = dsub.add_parser("rm", help="unregister a benchmark")
     rm.add_argument("name")
     for p_ in (add, dsub.choices["list"], rm):
-        p_.add_argument("--registry", help="registry folder (default: $DATAKIT_DECONTAM_DIR or work/decontam)")
+        p_.add_argument("--registry", "--decontam", dest="registry", help=DECONTAM_HELP)
     dc.set_defaults(fn=cmd_decontam)
 
     v = sub.add_parser("verify", help="compare a build with its committed lock file")
@@ -287,11 +313,18 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("datakit.progress").setLevel(logging.INFO)
     try:
         return args.fn(args)
     except RecipeError as e:
         print(f"datakit: recipe error: {e}", file=sys.stderr)
         return 2
+    except EmptyBuildError as e:
+        if e.result is not None:
+            print_summary(e.result.summary, e.result.out, e.result.release_sha256)
+        print(f"datakit: nothing built: {e} (--allow-empty to accept)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -21,3 +21,13 @@ class Rejected(Exception):
 
 class RecipeError(ValueError):
     """A recipe file that cannot be used; raised before any work, naming the file and key."""
+
+
+class EmptyBuildError(RuntimeError):
+    """A build with nothing to build: no ``--sources`` folder, none of the recipe's sources in
+    it, or zero samples emitted. The message names what was looked for where; ``result`` holds
+    the finished build when there is one (its manifest says why every input was refused)."""
+
+    def __init__(self, message: str, result: object = None) -> None:
+        super().__init__(message)
+        self.result = result

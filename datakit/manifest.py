@@ -1,9 +1,11 @@
 """The build manifest: one row per input record and per sample, and the accounting invariant.
 
-Every input is accounted for. Records: discovered = emitted + rejected + duplicate + contaminated
-+ skipped_llm. Samples: planned = emitted + duplicate + contaminated + skipped_llm + rejected (the
-last two only for LLM-derived samples that could not be produced). ``check_accounting``
-verifies both at the end of every build and the summary prints them.
+Every input is accounted for. Records (every file under a source's top folder is one, or part
+of one): inputs = emitted + rejected + duplicate + contaminated + skipped_llm + skipped + ignored.
+Samples: planned = emitted + duplicate + contaminated + skipped_llm + skipped + rejected (skipped:
+mask tasks of a record read without masks; skipped_llm / rejected: LLM-derived samples that
+could not be produced). ``check_accounting`` verifies both at the end of every build and the
+summary prints them. ``docs/manifest.md`` lists the statuses and reasons.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from typing import Any
 
 import polars as pl
 
-RECORD_STATUSES = ("emitted", "rejected", "duplicate", "contaminated", "skipped_llm")
-# skipped_llm / rejected samples are planned LLM-derived samples that were not produced
-SAMPLE_STATUSES = ("emitted", "duplicate", "contaminated", "skipped_llm", "rejected")
+RECORD_STATUSES = ("emitted", "rejected", "duplicate", "contaminated", "skipped_llm", "skipped", "ignored")
+# skipped_llm / rejected samples are planned LLM-derived samples that were not produced; skipped
+# ones are mask tasks of a record read without masks (``masks: optional``)
+SAMPLE_STATUSES = ("emitted", "duplicate", "contaminated", "skipped_llm", "skipped", "rejected")
 
 SCHEMA = {
     "kind": pl.Utf8,  # "record" | "sample"

@@ -16,18 +16,19 @@ from typing import Any
 
 from datakit import energon_format
 from datakit.dedup.config import DedupConfig
-from datakit.dedup.decontam import decontam_stages
+from datakit.dedup.decontam import Registry, decontam_registry, decontam_stages
 from datakit.dedup.image_hash import ImageSignature
 from datakit.dedup.report import format_report, write_report
 from datakit.dedup.stages import DedupResult, deduplicate
 from datakit.dedup.summary import SampleSummary
 from datakit.manifest import Manifest, accounting_line, check_accounting
 from datakit.plan import BuildPlan
+from datakit.progress import Progress
 from datakit.release import release_checksums
 from datakit.sample import SCHEMA, canonical_json
 from datakit.seeding import derive_seed, unit_interval
 from datakit.shard_writer import AtomicTarWriter
-from datakit.slices import slice_paths
+from datakit.slices import INTERNAL_ERROR, slice_paths
 
 
 @dataclass(slots=True)
@@ -44,11 +45,13 @@ def assign_split(seed: int, split_key: str, val_fraction: float) -> str:
     return "val" if unit_interval(seed, "split", split_key) < val_fraction else "train"
 
 
-def merge(plan: BuildPlan, work: Path, out: Path, extra: dict[str, Any] | None = None) -> BuildResult:
+def merge(plan: BuildPlan, work: Path, out: Path, extra: dict[str, Any] | None = None,
+          progress: Progress | None = None) -> BuildResult:
+    progress = progress or Progress.quiet()
     manifest = Manifest()
     for j in plan.rejections:
         manifest.add(kind="record", id=j.manifest_id, source=j.source, record_uid=j.uid, path=j.path,
-                     status="rejected", reason=j.reason, detail=j.detail, n_samples=0)
+                     status=j.status, reason=j.reason, detail=j.detail, n_samples=0)
     summaries: list[dict[str, Any]] = []
     signatures: dict[str, Any] = {}
     n_drops = 0
@@ -69,7 +72,11 @@ def merge(plan: BuildPlan, work: Path, out: Path, extra: dict[str, Any] | None =
         dup = next(k for k, c in keys.items() if c > 1)
         raise RuntimeError(f"two samples share the key {dup!r}: a converter bug")
 
-    dedup = _deduplicate(plan, summaries, signatures, manifest)
+    dedup_phase = progress("dedup", total=len(summaries), unit="sample")
+    registry = decontam_registry(DedupConfig.from_recipe(plan.recipe.dedup), plan.decontam_dir)
+    dedup = _deduplicate(plan, summaries, signatures, manifest, registry)
+    dedup_phase.update(len(summaries))
+    dedup_phase.close()
     gone = {r.key for r in dedup.drops}
     by_split: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for s in summaries:
@@ -80,21 +87,27 @@ def merge(plan: BuildPlan, work: Path, out: Path, extra: dict[str, Any] | None =
 
     out.mkdir(parents=True, exist_ok=True)
     shard_paths: list[str] = []
+    merge_phase = progress("merge", total=sum(len(v) for v in by_split.values()), unit="sample")
     for split in energon_format.SPLITS:
         items = sorted(by_split.get(split, []), key=lambda s: (derive_seed(plan.seed, "order", s["key"]), s["key"]))
         per = plan.recipe.samples_per_shard
         for n, start in enumerate(range(0, len(items), per)):
             rel = f"{split}/shard-{n:06d}.tar"
             _write_shard(out / rel, items[start : start + per])
+            merge_phase.update(len(items[start : start + per]))
             shard_paths.append(rel)
             for s in items[start : start + per]:
                 manifest.add(kind="sample", id=s["key"], source=s["source"], record_uid=s["record_uid"],
                              status="emitted", task=s["task"], lang=s["lang"], group=s["group"],
                              split=split, shard=rel)
+    merge_phase.close()
     _remove_stale(out, set(shard_paths))
     energon_format.write_dataset_yaml(out, plan.recipe.name, _schema(plan, summaries))
     if shard_paths:
+        prepare_phase = progress("prepare", total=len(shard_paths), unit="shard")
         energon_format.prepare(out, shard_paths)
+        prepare_phase.update(len(shard_paths))
+        prepare_phase.close()
     checksums, release = release_checksums(out)
 
     _settle_record_statuses(manifest)
@@ -103,11 +116,13 @@ def merge(plan: BuildPlan, work: Path, out: Path, extra: dict[str, Any] | None =
     summary = _summary(plan, manifest, acc)
     summary["dedup"] = write_report(dedup, out, registry=None)
     summary["dedup_lines"] = format_report(summary["dedup"])
+    summary["decontam"] = registry.benchmark_set() if registry is not None else []
     summary.update(extra or {})
     manifest.write(out / "manifest.parquet")
     build_doc = {
         "recipe": plan.recipe.to_dict(),
         "seed": plan.seed,
+        "decontam": {"benchmarks": summary["decontam"]},
         "summary": summary,
         "checksums": checksums,
         "release_sha256": release,
@@ -127,7 +142,7 @@ def _schema(plan: BuildPlan, summaries: list[dict[str, Any]]) -> str:
 
 
 def _deduplicate(plan: BuildPlan, summaries: list[dict[str, Any]], signatures: dict[str, Any],
-                 manifest: Manifest) -> DedupResult:
+                 manifest: Manifest, registry: Registry | None) -> DedupResult:
     """Decontamination, exact/near image and near text dedup across every source of the recipe;
     one manifest row per dropped sample (status, the kept key or benchmark file, stage, distance)."""
     cfg = DedupConfig.from_recipe(plan.recipe.dedup)
@@ -136,7 +151,7 @@ def _deduplicate(plan: BuildPlan, summaries: list[dict[str, Any]], signatures: d
         {k: ImageSignature.from_dict(v) for k, v in signatures.items()},
         cfg,
         source_priority=[s.source for s in plan.recipe.sources],
-        stages=decontam_stages(cfg),
+        stages=decontam_stages(cfg, registry),
     )
     by_key = {s["key"]: s for s in summaries}
     for r in result.drops:
@@ -199,11 +214,17 @@ def _summary(plan: BuildPlan, manifest: Manifest, acc: dict[str, Any]) -> dict[s
     per_lang: Counter = Counter()
     per_split: Counter = Counter()
     rejects: Counter = Counter()
+    ignored: Counter = Counter()
+    internal_errors: list[str] = []
     for r in manifest.rows:
         if r["kind"] == "record":
             per_source[r["source"]][f"records_{r['status']}"] += 1
             if r["status"] == "rejected":
                 rejects[f"{r['source']}:{r['reason']}"] += 1
+            elif r["status"] == "ignored":
+                ignored[f"{r['source']}:{r['reason']}"] += 1
+            if r["reason"] == INTERNAL_ERROR:
+                internal_errors.append(f"{r['record_uid']} ({r['path']}): {r['detail']}")
         elif r["status"] == "emitted":
             per_source[r["source"]]["samples"] += 1
             per_task[r["task"]] += 1
@@ -217,6 +238,8 @@ def _summary(plan: BuildPlan, manifest: Manifest, acc: dict[str, Any]) -> dict[s
         "langs": dict(sorted(per_lang.items())),
         "splits": dict(sorted(per_split.items())),
         "rejects": dict(sorted(rejects.items())),
+        "ignored": dict(sorted(ignored.items())),
+        "internal_errors": {"count": len(internal_errors), "examples": sorted(internal_errors)[:5]},
         "accounting": acc,
         "accounting_line": accounting_line(acc),
     }

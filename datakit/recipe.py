@@ -9,6 +9,7 @@ tasks[2]``) and says what is allowed, before any work starts. Validation never r
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,12 +90,19 @@ def list_recipes() -> list[str]:
 
 
 def resolve_recipe_path(name_or_path: str | Path) -> Path:
-    p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml") or p.exists():
+    """A packaged recipe by name (``ultrasound``), or a file when given as a path: with a folder
+    part (``./x.yaml``, ``recipes/x``) or a ``.yaml``/``.yml`` suffix. A file or folder in the
+    current folder that happens to share a recipe's name never shadows the packaged recipe."""
+    text = str(name_or_path)
+    p = Path(text)
+    if isinstance(name_or_path, Path) or "/" in text or os.sep in text or p.suffix in (".yaml", ".yml"):
+        if not p.is_file():
+            raise RecipeError(f"{p}: no such recipe file")
         return p
-    candidate = RECIPES_DIR / f"{name_or_path}.yaml"
+    candidate = RECIPES_DIR / f"{text}.yaml"
     if not candidate.exists():
-        raise RecipeError(f"unknown recipe {name_or_path!r}; known: {', '.join(list_recipes())}")
+        raise RecipeError(f"unknown recipe {text!r}; known: {', '.join(list_recipes())} "
+                          f"(a recipe file is given as a path, e.g. ./{text}.yaml)")
     return candidate
 
 
@@ -173,12 +181,16 @@ def parse_recipe(raw: Any, path: Path) -> Recipe:
         options = s.get("options", {}) or {}
         if not isinstance(options, dict):
             raise fail(f"{where}.options", "must be a mapping")
-        bad_opts = set(options) - set(reader.options)
+        bad_opts = set(options) - set(reader.known_options())
         if bad_opts:
             raise fail(
                 f"{where}.options.{sorted(bad_opts)[0]}",
-                f"unknown option for {src}; known: {sorted(reader.options)}",
+                f"unknown option for {src}; known: {sorted(reader.known_options())}",
             )
+        try:
+            reader.check_options(options)
+        except ValueError as e:
+            raise fail(f"{where}.options", str(e)) from e
         steps = s.get("convert")
         if not isinstance(steps, list) or not steps:
             raise fail(f"{where}.convert", "must be a non-empty list of converter steps")

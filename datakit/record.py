@@ -66,10 +66,20 @@ class Media:
     width: int = 0
     height: int = 0
     sha256: str = ""  # of ``data``; computed once here, since every sample of a record reuses it
+    # The decoded pixels of an image, kept from the one decode at read time so that the dedup
+    # signature does not decode ``data`` again; never written to a shard.
+    pixels: Any = field(default=None, compare=False, repr=False)
+    # How an image read from a file was stored (``datakit.normalise``): ``{"stored": "as_read"}``
+    # or ``{"stored": "re-encoded", "from": ..., "steps": [...]}``; None for other media.
+    normalisation: Mapping[str, Any] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not self.sha256:
             object.__setattr__(self, "sha256", hashlib.sha256(self.data).hexdigest())
+
+    def release_pixels(self) -> None:
+        """Drop the decoded pixels once they are no longer needed (a cache, not the value)."""
+        object.__setattr__(self, "pixels", None)
 
 
 @dataclass(slots=True, kw_only=True)

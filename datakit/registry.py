@@ -59,12 +59,12 @@ def get_converter(name: str) -> "ConverterSpec":
     return known[name]
 
 
-def converter(name: str, tasks: tuple[str, ...]) -> Callable:
+def converter(name: str, tasks: tuple[str, ...], needs_masks: bool = False) -> Callable:
     """Decorator form: ``@converter("spatial", tasks=(...))`` on a convert function."""
     from datakit.converters.base import ConverterSpec
 
     def wrap(fn: Callable) -> Callable:
-        register_converter(ConverterSpec(name=name, tasks=tasks, fn=fn))
+        register_converter(ConverterSpec(name=name, tasks=tasks, fn=fn, needs_masks=needs_masks))
         return fn
 
     return wrap

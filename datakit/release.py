@@ -2,8 +2,10 @@
 
 The release checksum covers the tars, ``.nv-meta/dataset.yaml`` and ``.nv-meta/split.yaml``;
 energon's index files (``.tar.idx``, ``index.sqlite``, ``.info.json``) are derived from them and
-carry versions/UUIDs, so they are left out. ``shards/<recipe>.lock`` pins the per-file checksums
-and the sample keys of each split; ``datakit verify`` compares a build with it.
+carry versions/UUIDs, so they are left out. ``shards/<recipe>.lock`` pins the per-file checksums,
+the sample keys of each split and the decontamination benchmark set (names, content hashes) the
+build was checked against; ``datakit verify`` compares a build with it and names a different set
+as such.
 """
 
 from __future__ import annotations
@@ -47,9 +49,19 @@ def sample_keys(out: Path) -> dict[str, list[str]]:
     return {k: sorted(v) for k, v in sorted(keys.items())}
 
 
+def decontam_set(out: Path) -> list[dict[str, Any]]:
+    """The benchmark set a build was decontaminated against (names, content hashes), from build.json."""
+    try:
+        doc = json.loads((out / "build.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return list((doc.get("decontam") or {}).get("benchmarks", []))
+
+
 def make_lock(out: Path, recipe: str, seed: int) -> dict[str, Any]:
     sums, release = release_checksums(out)
-    return {"recipe": recipe, "seed": seed, "release_sha256": release, "files": sums, "samples": sample_keys(out)}
+    return {"recipe": recipe, "seed": seed, "release_sha256": release, "files": sums, "samples": sample_keys(out),
+            "decontam": decontam_set(out)}
 
 
 def write_lock(path: Path, lock: dict[str, Any]) -> None:
@@ -64,6 +76,10 @@ def compare_with_lock(out: Path, lock_path: Path) -> list[str]:
         return [f"build folder {out} does not exist"]
     current = make_lock(out, lock["recipe"], lock["seed"])
     problems = []
+    if "decontam" in lock and lock["decontam"] != current["decontam"]:
+        problems.append(f"decontamination benchmark set differs: lock {_describe(lock['decontam'])}, "
+                        f"build {_describe(current['decontam'])} (the registry this build read holds other "
+                        f"benchmarks; see datakit decontam list)")
     for rel in sorted(set(lock["files"]) | set(current["files"])):
         a, b = lock["files"].get(rel), current["files"].get(rel)
         if a is None:
@@ -81,3 +97,7 @@ def compare_with_lock(out: Path, lock_path: Path) -> list[str]:
     if current["release_sha256"] != lock["release_sha256"]:
         problems.append(f"release checksum differs (lock {lock['release_sha256'][:12]}, build {current['release_sha256'][:12]})")
     return problems
+
+
+def _describe(benchmarks: list[dict[str, Any]]) -> str:
+    return "[" + ", ".join(f"{b['name']} {b['sha256'][:12]}" for b in benchmarks) + "]" if benchmarks else "[none]"

@@ -79,6 +79,10 @@ class Sample:
         return [f"{i}.{m.ext}" for i, m in enumerate(self.media)]
 
     def to_json_dict(self) -> dict[str, Any]:
+        provenance = self.provenance
+        notes = [m.normalisation for m in self.media]
+        if any(n is not None for n in notes):  # images read from files: stored as read or how changed
+            provenance = {**provenance, "normalisation": [dict(n) if n else None for n in notes]}
         return {
             "schema": SCHEMA,
             "source": self.source,
@@ -94,7 +98,7 @@ class Sample:
                 {"part": part, "sha256": m.sha256, "width": m.width, "height": m.height}
                 for part, m in zip(self.media_parts(), self.media)
             ],
-            "provenance": self.provenance,
+            "provenance": provenance,
         }
 
     def json_bytes(self) -> bytes:

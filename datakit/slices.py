@@ -26,6 +26,7 @@ from datakit.sample import InterleavedSample, Sample, canonical_json
 from datakit.shard_writer import AtomicTarWriter
 
 LLM_CONVERTER = "llm_enrich"  # runs after the template converters, concurrently over a slice
+INTERNAL_ERROR = "internal_error"  # an unexpected exception while reading or converting one record
 
 
 def slice_paths(work: Path, index: int) -> tuple[Path, Path]:
@@ -63,7 +64,8 @@ def _ctx(plan: BuildPlan, step) -> ConvertContext:
 def convert_record(plan: BuildPlan, readers: _Readers, record: RawRecord,
                    llm: Any = None) -> tuple[LoadedRecord, list[Sample], list[dict[str, Any]]]:
     """The loaded record, its template samples (every step but ``llm_enrich``) and drop rows for
-    Chinese caption samples whose translation the LLM could not give; or ``Rejected``."""
+    Chinese caption samples whose translation the LLM could not give, or mask tasks of a record
+    read without masks (``masks: optional``); or ``Rejected``."""
     spec = plan.recipe.sources[plan.source_index(record.source)]
     loaded = readers.get(record.source).load(record)
     samples: list[Sample] = []
@@ -72,9 +74,15 @@ def convert_record(plan: BuildPlan, readers: _Readers, record: RawRecord,
         if step.converter == LLM_CONVERTER:
             continue
         ctx = _ctx(plan, step)
+        conv = registry.get_converter(step.converter)
+        if conv.needs_masks and loaded.facts.get("masks_absent"):
+            drops.extend(_drop_row(record.uid, record.primary_file, task, lang, "skipped", "no_mask",
+                                   loaded.facts["masks_absent"], converter=step.converter)
+                         for task in step.tasks for lang in ctx.langs)
+            continue
         if step.converter == "captions":
             drops.extend(_translate_captions(loaded, ctx, llm))
-        samples.extend(registry.get_converter(step.converter).fn(loaded, ctx))
+        samples.extend(conv.fn(loaded, ctx))
     return loaded, samples, drops
 
 
@@ -99,12 +107,16 @@ def _translate_captions(loaded: LoadedRecord, ctx: ConvertContext, llm: Any) -> 
                       converter="captions") for task, lang in planned]
 
 
-def run_slice(plan: BuildPlan, work: Path, index: int, llm: Any = None) -> Path:
+def run_slice(plan: BuildPlan, work: Path, index: int, llm: Any = None, *, strict: bool = False) -> Path:
     """Convert slice ``index`` of ``plan`` into ``work/slices/``; returns the result path.
 
     ``llm`` is the build's ``LLMSynthesizer`` (or None: offline with no cache, every LLM sample
     is then ``skipped_llm``). LLM steps run after the slice's template samples, over all its
     records at once, so the client's thread pool gives the concurrency.
+
+    One record never stops the build: bad input is ``Rejected``, and any other exception while
+    reading or converting a record becomes a ``rejected`` row with reason ``internal_error``
+    (exception type and message), unless ``strict`` (for developers: the first one is raised).
     """
     tar_path, result_path = slice_paths(work, index)
     readers = _Readers(plan, {})
@@ -115,22 +127,32 @@ def run_slice(plan: BuildPlan, work: Path, index: int, llm: Any = None) -> Path:
     signatures: dict[str, Any] = {}  # media sha256 -> dedup signature, each image hashed once
     with AtomicTarWriter(tar_path) as tar:
 
+        def sign_media(m: Media) -> None:
+            if m.sha256 not in signatures:
+                signatures[m.sha256] = image_signature(m)
+
+        def sign(sample: Sample) -> None:
+            for m in sample.media:
+                sign_media(m)
+
         def finish(record: RawRecord, samples: list[Sample], record_drops: list[dict[str, Any]]) -> None:
             drops.extend(record_drops)
             if samples:
                 record_rows.append(_record_row(record, "emitted", "", record.primary_file, "", len(samples)))
             elif record_drops:
-                first = record_drops[0]
-                status = "skipped_llm" if all(d["status"] == "skipped_llm" for d in record_drops) else "rejected"
-                record_rows.append(_record_row(record, status, first["reason"], record.primary_file,
-                                               "every LLM-derived sample was dropped", 0))
+                first, statuses = record_drops[0], {d["status"] for d in record_drops}
+                if statuses == {"skipped"}:  # mask tasks of a record read without masks, nothing else
+                    record_rows.append(_record_row(record, "skipped", first["reason"], record.primary_file,
+                                                   first["detail"], 0))
+                else:
+                    status = "skipped_llm" if statuses == {"skipped_llm"} else "rejected"
+                    record_rows.append(_record_row(record, status, first["reason"], record.primary_file,
+                                                   "every LLM-derived sample was dropped", 0))
             else:
                 record_rows.append(_record_row(record, "rejected", "no_samples", record.primary_file,
                                                "no converter task applies to this record", 0))
             for sample in samples:
-                for m in sample.media:
-                    if m.sha256 not in signatures:
-                        signatures[m.sha256] = image_signature(m)
+                sign(sample)
                 parts = sample.parts()
                 tar.add_sample(sample.key, parts)
                 summaries.append(_summary(sample, record, [p for p, _ in parts], tar.offsets))
@@ -138,8 +160,17 @@ def run_slice(plan: BuildPlan, work: Path, index: int, llm: Any = None) -> Path:
         for record in plan.slice_records(index):
             try:
                 loaded, samples, translation_drops = convert_record(plan, readers, record, llm)
+                for m in loaded.media:  # signed from the pixels of the one decode at read time,
+                    sign_media(m)       # which are then let go (a slice may hold many records)
+                    m.release_pixels()
             except Rejected as rej:
                 record_rows.append(_record_row(record, "rejected", rej.reason, rej.path, rej.detail, 0))
+                continue
+            except Exception as e:
+                if strict:
+                    raise
+                record_rows.append(_record_row(record, "rejected", INTERNAL_ERROR, record.primary_file,
+                                               f"{type(e).__name__}: {e}", 0))
                 continue
             if _llm_step(plan, record.source) is None:
                 finish(record, samples, translation_drops)
@@ -157,10 +188,13 @@ def run_slice(plan: BuildPlan, work: Path, index: int, llm: Any = None) -> Path:
 
 
 def image_signature(media: Media) -> dict[str, Any] | None:
-    """The dedup signature of a stored image (None for a video clip: images only are compared)."""
+    """The dedup signature of a stored image (None for a video clip: images only are compared).
+    An image read from a file carries its decoded pixels, which equal its stored bytes decoded
+    (as read, or a lossless PNG of them), so it is not decoded a second time."""
     if media.ext not in ("png", "jpg"):
         return None
-    return signature(decode_image(media.data, media.sha256)).to_dict()
+    pixels = media.pixels if media.pixels is not None else decode_image(media.data, media.sha256)
+    return signature(pixels).to_dict()
 
 
 def _llm_step(plan: BuildPlan, source: str):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 from megatron_fleming.eval.cli import add_eval_parser
@@ -98,7 +99,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Third-party messages a user of `fleming` cannot act on: megatron-core's Apex / Transformer
+# Engine fallbacks (the GPU extra installs TE), deprecations inside megatron-core and torch, and
+# the CPU run's "no accelerator" notes. Matched by message; our own warnings are left alone.
+QUIET_WARNINGS = (
+    (r".*(Apex|Transformer Engine)( and Apex)? (is|are) not installed", UserWarning),
+    (r"full scope is deprecated", UserWarning),
+    (r"'pin_memory' argument is set as true but no accelerator is found", UserWarning),
+    (r"The \.grad attribute of a Tensor that is not a leaf Tensor is being accessed", UserWarning),
+    (r"`torch\.distributed\.(reduce_scatter_tensor|all_gather_into_tensor)` is deprecated", FutureWarning),
+)
+# megatron-core loggers whose INFO/WARNING lines narrate its own setup
+QUIET_LOGGERS = {"megatron.core": logging.WARNING, "megatron.core.rerun_state_machine": logging.ERROR}
+
+
+def quiet_third_party() -> None:
+    for message, category in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
+    for name, level in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(level)
+
+
 def main(argv: list[str] | None = None) -> int:
+    quiet_third_party()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     return args.func(args)

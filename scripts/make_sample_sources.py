@@ -2,7 +2,7 @@
 
 Run once by hand; its output is committed and is never regenerated at build time::
 
-    .venv/bin/python scripts/make_sample_sources.py [--busi-real DIR] [--out DIR]
+    .venv/bin/python scripts/make_sample_sources.py --busi-real PATH/TO/Dataset_BUSI_with_GT [--out DIR]
 
 What it writes, each dataset in its released top-folder layout:
 
@@ -35,7 +35,6 @@ from scipy import ndimage
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "datakit" / "sample_sources"
-DEFAULT_BUSI = Path("/work/shared/realdata/busi/Dataset_BUSI_with_GT")
 SEED = 20250101
 PNG = {"format": "PNG", "optimize": False, "compress_level": 9}
 JPEG = {"format": "JPEG", "quality": 90, "optimize": False, "progressive": False, "subsampling": 2}
@@ -289,7 +288,8 @@ def aul(out: Path, width: int = 200, height: int = 150) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--busi-real", type=Path, default=DEFAULT_BUSI)
+    parser.add_argument("--busi-real", type=Path, required=True,
+                        help="a BUSI copy (Dataset_BUSI_with_GT) holding the 15 images to bundle")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
     targets = {

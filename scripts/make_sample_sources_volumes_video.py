@@ -2,7 +2,7 @@
 
 Run once by hand; its output is committed and is never regenerated at build time::
 
-    .venv/bin/python scripts/make_sample_sources_volumes_video.py [--clip FILE] [--out DIR]
+    .venv/bin/python scripts/make_sample_sources_volumes_video.py --clip FILE [--out DIR]
 
 What it writes, each source in its (assumed, where unconfirmed) released layout:
 
@@ -38,7 +38,6 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "datakit" / "sample_sources"
-DEFAULT_CLIP = Path("/work/shared/realdata/video/surgery_endoscopy_monitor.mp4")
 SEED = 20250301
 
 
@@ -260,7 +259,8 @@ def write_video(out: Path, clip: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--clip", type=Path, default=DEFAULT_CLIP, help="the real Fleming-VL demo clip")
+    ap.add_argument("--clip", type=Path, required=True,
+                    help="the real Fleming-VL demo clip (surgery_endoscopy_monitor.mp4 of its public release)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = ap.parse_args()
     write_m3d(args.out)

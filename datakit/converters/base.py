@@ -40,3 +40,5 @@ class ConverterSpec:
     name: str
     tasks: tuple[str, ...]
     fn: Callable[[LoadedRecord, ConvertContext], list[Sample]]
+    # answers read from masks: a record read without them (``masks: optional``) skips its tasks
+    needs_masks: bool = False

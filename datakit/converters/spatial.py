@@ -179,7 +179,7 @@ def _organ_facts(loaded: LoadedRecord, lesion_key: str | None, config: GeometryC
     return [(n, mask_facts(loaded.masks[n], config) if n in loaded.masks else _ABSENT) for n in sorted(names)]
 
 
-@converter(NAME, tasks=LESION_TASKS + ORGAN_TASKS)
+@converter(NAME, tasks=LESION_TASKS + ORGAN_TASKS, needs_masks=True)
 def spatial(loaded: LoadedRecord, ctx: ConvertContext) -> list[Sample]:
     check_context("spatial", ctx, QUESTION_TYPES, _OPTIONS)
     config, location_box = _parse_options(ctx.options)

@@ -4,19 +4,23 @@ training record whose image matches one of them (exact or near), as ``contaminat
 ``datakit decontam add NAME DIR`` calls ``add_benchmark``: it signs the benchmark's images
 (``benchmarks.py`` finds them) and writes ``NAME.parquet`` (one row per image: file, signature)
 and ``NAME.json`` (what was registered, from where, what was skipped and why) into the registry
-folder. That folder is, in order: the ``registry_dir`` argument, ``$DATAKIT_DECONTAM_DIR``, or
-``work/decontam`` under the current directory (``work/`` is git-ignored: registries hold
-hashes of images that are not ours to redistribute, and they are rebuilt from the benchmark
-folders). Writes are atomic, so a build never reads half a registry.
+folder. That folder is, in order: the ``registry_dir`` argument (``--decontam DIR``),
+``$DATAKIT_DECONTAM_DIR``, or ``datakit/decontam`` under the user's data folder
+(``$XDG_DATA_HOME``, else ``~/.local/share``); never the current folder, so a build gives the
+same bytes wherever it is run. Registries hold hashes of images that are not ours to
+redistribute and are rebuilt from the benchmark folders. Writes are atomic, so a build never
+reads half a registry. A build records the benchmark set it checked against (names and content
+hashes, ``Registry.benchmark_set``) in ``build.json`` and its lock.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -33,7 +37,13 @@ _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 
 def registry_dir(path: str | Path | None = None) -> Path:
-    return Path(path) if path is not None else Path(os.environ.get(ENV_DIR) or "work/decontam")
+    """The registry folder: ``path``, else ``$DATAKIT_DECONTAM_DIR``, else the user's data folder."""
+    if path is not None:
+        return Path(path)
+    if os.environ.get(ENV_DIR):
+        return Path(os.environ[ENV_DIR])
+    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data_home) / "datakit" / "decontam"
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -121,6 +131,14 @@ class Registry:
     benchmarks: tuple[str, ...]
     owners: list[tuple[str, str]]
     signatures: list[ImageSignature]
+    digests: dict[str, str] = field(default_factory=dict)  # benchmark -> sha256 of its rows
+
+    def benchmark_set(self) -> list[dict[str, Any]]:
+        """What a build was checked against: name, content hash and image count per benchmark."""
+        counts: dict[str, int] = defaultdict(int)
+        for name, _ in self.owners:
+            counts[name] += 1
+        return [{"name": n, "sha256": self.digests.get(n, ""), "images": counts[n]} for n in self.benchmarks]
 
     @classmethod
     def load(cls, names: Sequence[str] | str = "all", registry: str | Path | None = None) -> "Registry":
@@ -129,7 +147,7 @@ class Registry:
         folder = registry_dir(registry)
         known = [b["name"] for b in list_benchmarks(folder)]
         chosen = known if names == "all" else [] if names == "none" else list(names)
-        owners, sigs = [], []
+        owners, sigs, digests = [], [], {}
         for name in sorted(chosen):
             meta_path = folder / f"{name}.json"
             if not meta_path.exists():
@@ -140,11 +158,15 @@ class Registry:
                     f"{meta_path}: signatures are {meta.get('signature_version')!r}, this datakit computes "
                     f"{SIGNATURE_VERSION!r}; re-register: datakit decontam add {name} {meta.get('folder')}"
                 )
+            digest = hashlib.sha256()
             for row in pl.read_parquet(folder / f"{name}.parquet").iter_rows(named=True):
                 owners.append((name, row["file"]))
                 sigs.append(ImageSignature(exact=row["exact"], coarse=row["coarse"], fine=row["fine"],
                                            width=row["width"], height=row["height"], flat=row["flat"]))
-        return cls(tuple(sorted(chosen)), owners, sigs)
+                digest.update(f"{row['file']}\t{row['exact']}\t{row['coarse'].hex()}\t{row['fine'].hex()}\t"
+                              f"{row['width']}\t{row['height']}\t{int(row['flat'])}\n".encode())
+            digests[name] = digest.hexdigest()
+        return cls(tuple(sorted(chosen)), owners, sigs, digests)
 
 
 class DecontamStage(DedupStage):
@@ -204,13 +226,17 @@ class DecontamStage(DedupStage):
         return rows
 
 
-def decontam_stages(cfg: DedupConfig, registry: str | Path | None = None) -> list[DedupStage]:
+def decontam_registry(cfg: DedupConfig, registry: str | Path | None = None) -> Registry | None:
+    """The benchmarks a build checks against, from the recipe's ``dedup.decontam`` (None for
+    ``"none"``); named benchmarks must exist."""
+    return None if cfg.decontam == "none" else Registry.load(cfg.decontam, registry)
+
+
+def decontam_stages(cfg: DedupConfig, registry: str | Path | Registry | None = None) -> list[DedupStage]:
     """The decontamination stage a build runs first, from the recipe's ``dedup.decontam``:
     none for ``"none"`` or for ``"all"`` with an empty registry; named benchmarks must exist."""
-    if cfg.decontam == "none":
-        return []
-    reg = Registry.load(cfg.decontam, registry)
-    if not reg.signatures:
+    reg = registry if isinstance(registry, Registry) else decontam_registry(cfg, registry)
+    if reg is None or not reg.signatures:
         return []
     return [DecontamStage(reg, cfg.near_image or NearImageConfig())]
 

@@ -8,7 +8,7 @@ Released layout (``notes/source-layouts.md`` section 2)::
 AUS images are simulated (ray-cast from CT), RUS images are real scans. The archive unpacks with
 the top folder nested twice; a single ``abdominal_US/{AUS,RUS}`` level is read the same way.
 Images and masks pair by file stem. Masks are an RGB organ colour code (``ORGAN_COLOURS``); they
-may carry a constant alpha channel or be grey, and are read through ``rgb_array``.
+may carry a constant alpha channel or be grey, and are read through ``read_colour_mask``.
 
 Decisions:
 
@@ -35,11 +35,11 @@ from typing import Any
 import numpy as np
 
 from datakit.errors import Rejected
-from datakit.media import read_image, rgb_array
+from datakit.normalise import read_colour_mask
 from datakit.record import LoadedRecord, RawRecord
 from datakit.registry import register_source
 from datakit.sources.base import Rejection, SourceReader
-from datakit.sources.base import file_sha256, natural_key
+from datakit.sources.base import natural_key
 
 ORGAN_COLOURS: dict[str, tuple[int, int, int]] = {
     "liver": (100, 0, 100),
@@ -158,26 +158,15 @@ class AbdomenUSReader(SourceReader):
             yield item
 
     def load(self, record: RawRecord) -> LoadedRecord:
-        image, mask = record.images[0], record.masks[0]
-        media, im = read_image(image, record.rel(image))
+        image_path, mask = record.images[0], record.masks[0]
+        image = self.read_image(record, image_path)
         rel = record.rel(mask)
-        mask_media, mask_im = read_image(mask, rel)
-        digests = {
-            record.rel(image): file_sha256(media, im.format, image),
-            rel: file_sha256(mask_media, mask_im.format, mask),
-        }
-        if mask_im.size != im.size:
-            raise Rejected(
-                "mask_size_mismatch", rel, f"mask {mask_im.size} vs image {im.size} (width, height)"
-            )
-        if mask_im.mode in ("P", "PA"):
-            mask_im = mask_im.convert("RGBA")  # palette indices are not colours
-        elif mask_im.mode == "LA":
-            mask_im = mask_im.convert("L")
-        organs = self._decode(rgb_array(mask_im), rel)
+        rgb, mask_sha = read_colour_mask(mask, rel, image, self.limits)
+        digests = {record.rel(image_path): image.file_sha256, rel: mask_sha}
+        organs = self._decode(rgb, rel)
         return LoadedRecord(
             record=record,
-            media=[media],
+            media=[image.media],
             masks=organs,
             facts={
                 "label": None,

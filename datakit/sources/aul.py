@@ -33,18 +33,19 @@ import hashlib
 import json
 import math
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from datakit.errors import Rejected
-from datakit.media import read_image
+from datakit.media import read_file
+from datakit.normalise import NormalisedImage
 from datakit.record import LoadedRecord, RawRecord
 from datakit.registry import register_source
 from datakit.sources.base import Rejection, SourceReader
-from datakit.sources.base import file_sha256, natural_key
+from datakit.sources.base import natural_key
 
 _POLYGONS = ("outline", "liver", "mass")
 
@@ -71,6 +72,15 @@ class AulReader(SourceReader):
         self._labels = tuple(sorted(c.lower() for c in self.opts["classes"]))
         self._no_lesion = {c.lower() for c in self.opts["no_lesion_labels"]}
         self._liver_in_outline = {str(n) for n in self.opts["liver_in_outline"]}
+
+    def input_exts(self) -> frozenset[str]:
+        return frozenset(self._exts | {".json"})
+
+    def unclaimed(self, rel: PurePosixPath) -> tuple[str, str, str]:
+        status, reason, detail = super().unclaimed(rel)
+        if reason == "not_in_layout" and rel.parts[1:3] == (self.opts["segmentation_dir"], "outline"):
+            return "ignored", "unused_outline", "the scan outline is read only where it is the liver (option liver_in_outline)"
+        return status, reason, detail
 
     def discover(self) -> Iterator[RawRecord | Rejection]:
         for cls in sorted(self.opts["classes"], key=natural_key):
@@ -131,28 +141,28 @@ class AulReader(SourceReader):
         yield from sorted(items, key=lambda item: natural_key(item.record_id))
 
     def load(self, record: RawRecord) -> LoadedRecord:
-        image = record.images[0]
-        media, im = read_image(image, record.rel(image))
-        digests = {record.rel(image): file_sha256(media, im.format, image)}
+        image_path = record.images[0]
+        image = self.read_image(record, image_path)
+        digests = {record.rel(image_path): image.file_sha256}
         paths = dict(zip(record.meta["mask_names"], record.masks, strict=True))
         masks: dict[str, np.ndarray] = {}
         for name, path in paths.items():
             rel = record.rel(path)
-            data = _read_bytes(path, rel)
+            data = read_file(path, rel)
             digests[rel] = hashlib.sha256(data).hexdigest()
-            masks[name] = self._rasterise(data, rel, im.size)
+            masks[name] = self._rasterise(data, rel, image)
 
         expected = record.label not in self._no_lesion
-        mass_rel = record.rel(paths.get("mass", image))
+        mass_rel = record.rel(paths.get("mass", image_path))
         if "mass" not in masks:
-            masks["mass"] = np.zeros((im.height, im.width), dtype=bool)
+            masks["mass"] = np.zeros((image.pixels.height, image.pixels.width), dtype=bool)
         if expected and not masks["mass"].any():
             raise Rejected("empty_mask_for_lesion_label", mass_rel, f"label {record.label!r}")
         if not expected and masks["mass"].any():
             raise Rejected("nonempty_mask_for_normal_label", mass_rel, f"label {record.label!r}")
         return LoadedRecord(
             record=record,
-            media=[media],
+            media=[image.media],
             masks=masks,
             facts={
                 "label": record.label,
@@ -164,8 +174,10 @@ class AulReader(SourceReader):
             file_sha256=digests,
         )
 
-    def _rasterise(self, data: bytes, rel: str, size: tuple[int, int]) -> np.ndarray:
-        """Validate one JSON polygon and fill it at the image size (width, height)."""
+    def _rasterise(self, data: bytes, rel: str, image: NormalisedImage) -> np.ndarray:
+        """Validate one JSON polygon and fill it at the image's final size. Points are in the
+        image's display frame (EXIF orientation applied, as annotation tools show it), scaled
+        with the image when ``max_side`` downsized it."""
         if not data:
             raise Rejected("empty_file", rel)
         try:
@@ -174,7 +186,8 @@ class AulReader(SourceReader):
             raise Rejected("malformed_polygon", rel, f"not JSON: {e}") from e
         if not isinstance(points, list) or len(points) < 3:
             raise Rejected("malformed_polygon", rel, "expected a list of at least 3 [x, y] points")
-        width, height = size
+        width, height = image.oriented_size
+        sx, sy = image.pixels.width / width, image.pixels.height / height
         margin = float(self.opts["polygon_margin"])
         flat: list[float] = []
         for i, pt in enumerate(points):
@@ -187,8 +200,8 @@ class AulReader(SourceReader):
                     rel,
                     f"point {i} ({x}, {y}) outside the {width}x{height} image",
                 )
-            flat += (x, y)
-        canvas = Image.new("L", size, 0)
+            flat += (x * sx, y * sy)
+        canvas = Image.new("L", image.pixels.size, 0)
         ImageDraw.Draw(canvas).polygon(flat, fill=1, outline=1)
         return np.asarray(canvas, dtype=np.uint8).astype(bool)
 
@@ -196,9 +209,3 @@ class AulReader(SourceReader):
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
-
-def _read_bytes(path: Path, rel: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as e:
-        raise Rejected("unreadable_file", rel, e.strerror or str(e)) from e

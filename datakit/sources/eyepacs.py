@@ -55,6 +55,9 @@ class EyePacsReader(SourceReader):
                              f"got {tables!r}")
         self._levels = tuple(str(v) for v in self.opts["levels"])
 
+    def index_files(self) -> list[Path]:
+        return [self.root / t["csv"] for t in self.opts["tables"]]
+
     def discover(self) -> Iterator[RawRecord | Rejection]:
         for table in self.opts["tables"]:
             yield from self._discover_table(table["csv"], table["images"])

@@ -109,6 +109,12 @@ class FairVlmedReader(SourceReader):
                     out.setdefault(values[name_col], values[text_col])
         return out
 
+    def index_files(self) -> list[Path]:
+        return [self.root / self.opts["summary_csv"]] if self.opts["summary_csv"] else []
+
+    def input_exts(self) -> frozenset[str]:
+        return frozenset({".npz"})
+
     def discover(self) -> Iterator[RawRecord | Rejection]:
         summaries = self._summaries()
         for split in sorted(self.opts["splits"], key=natural_key):

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from datakit.record import LoadedRecord, RawRecord
@@ -70,6 +70,13 @@ class KneeXrayReader(ClassFolderReader):
     def _expert_dir(self) -> Path:
         nested = self.root / self.opts["nested_folder"]
         return (nested if nested.is_dir() else self.root) / self.opts["expert"]
+
+    def unclaimed(self, rel: PurePosixPath) -> tuple[str, str, str]:
+        status, reason, detail = super().unclaimed(rel)
+        expert = self.opts["expert"]
+        if reason == "not_in_layout" and any(p.startswith("MedicalExpert") and p != expert for p in rel.parts):
+            return "ignored", "other_expert", f"a build reads one expert's grades (option expert: {expert})"
+        return status, reason, detail
 
     def discover(self) -> Iterator[RawRecord | Rejection]:
         base, expert = self._expert_dir(), self.opts["expert"]

@@ -42,7 +42,7 @@ import logging
 import os
 import re
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from datakit.errors import Rejected
@@ -129,6 +129,19 @@ class M3DCapReader(SourceReader):
         grouped, refused = questions_by_volume(self.name, files, self.data_root, types, missing_ok=True)
         by_key = {m3d_volume_key(p.relative_to(self.data_root).as_posix()): qs for p, qs in grouped.items()}
         return by_key, refused
+
+    def index_files(self) -> list[Path]:
+        return [self.root / self.opts["split_file"]] if self.opts["split_file"] else []
+
+    def record_files(self, record: RawRecord) -> tuple[Path, ...]:
+        report = record.meta.get("report")
+        return record.images + ((self.root / report,) if report else ())
+
+    def unclaimed(self, rel: PurePosixPath) -> tuple[str, str, str]:
+        status, reason, detail = super().unclaimed(rel)
+        if reason == "not_in_layout" and rel.suffix == ".txt" and len(rel.parts) == 3:
+            return "ignored", "report_not_used", "the case's volumes gave no record (see their rows)"
+        return status, reason, detail
 
     def discover(self) -> Iterator[RawRecord | Rejection]:
         held_out = self._held_out()

@@ -171,6 +171,9 @@ class M3DVQAReader(SourceReader):
         imaging_option(self.name, self.opts["imaging"])
         self.data_root = Path(os.path.normpath(self.root / self.opts["data_root"]))
 
+    def index_files(self) -> list[Path]:
+        return [self.root / name for name in self.opts["csv_files"]]
+
     def discover(self) -> Iterator[RawRecord | Rejection]:
         types = {str(k): str(v) for k, v in self.opts["question_types"].items()}
         files = [self.root / name for name in sorted(self.opts["csv_files"])]

@@ -26,11 +26,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from datakit.media import read_image
 from datakit.record import LoadedRecord, RawRecord
 from datakit.registry import register_source
 from datakit.sources.base import Rejection, SourceReader
-from datakit.sources.base import file_sha256, natural_key
+from datakit.sources.base import natural_key
 from datakit.sources.tables import row_rejection
 from datakit.sources.roco_v2 import caption_facts
 
@@ -52,6 +51,9 @@ class MedicatReader(SourceReader):
     def _base(self) -> Path:
         nested = self.root / self.opts["nested_folder"]
         return nested if nested.is_dir() else self.root
+
+    def index_files(self) -> list[Path]:
+        return [self._base() / self.opts["jsonl"]]
 
     def discover(self) -> Iterator[RawRecord | Rejection]:
         base = self._base()
@@ -106,10 +108,10 @@ class MedicatReader(SourceReader):
 
     def load(self, record: RawRecord) -> LoadedRecord:
         image = record.images[0]
-        media, im = read_image(image, record.rel(image))
+        read = self.read_image(record, image)
         return LoadedRecord(
             record=record,
-            media=[media],
+            media=[read.media],
             facts=caption_facts({"caption": record.meta["caption"]}, text_origin={"caption": record.meta["row"]}),
-            file_sha256={record.rel(image): file_sha256(media, im.format, image)},
+            file_sha256={record.rel(image): read.file_sha256},
         )

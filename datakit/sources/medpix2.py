@@ -32,11 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from datakit.errors import Rejected
-from datakit.media import read_image
 from datakit.record import LoadedRecord, RawRecord
 from datakit.registry import register_source
 from datakit.sources.base import Rejection, SourceReader
-from datakit.sources.base import file_sha256, natural_key
+from datakit.sources.base import natural_key
 from datakit.sources.roco_v2 import caption_facts
 
 _MODALITY = {"CT": "ct", "TAC": "ct", "MR": "mri", "MRI": "mri"}
@@ -79,6 +78,9 @@ class MedPix2Reader(SourceReader):
                 if isinstance(case.get("U_id"), str) and isinstance(findings, str) and findings.strip():
                     out.setdefault(case["U_id"], findings)
         return out
+
+    def index_files(self) -> list[Path]:
+        return [self.root / self.opts["descriptions"], self.root / self.opts["cases"]]
 
     def discover(self) -> Iterator[RawRecord | Rejection]:
         rel = self.opts["descriptions"]
@@ -129,14 +131,14 @@ class MedPix2Reader(SourceReader):
 
     def load(self, record: RawRecord) -> LoadedRecord:
         image = record.images[0]
-        media, im = read_image(image, record.rel(image))
+        read = self.read_image(record, image)
         texts = dict(record.meta["texts"])
         origin = {"caption": record.meta["entry"]}
         if "findings" in texts:
             origin["findings"] = f"{record.meta['cases_file']} U_id {record.meta['case']}"
         return LoadedRecord(
             record=record,
-            media=[media],
+            media=[read.media],
             facts=caption_facts(texts, text_origin=origin),
-            file_sha256={record.rel(image): file_sha256(media, im.format, image)},
+            file_sha256={record.rel(image): read.file_sha256},
         )

@@ -120,6 +120,9 @@ class MedVideoCapReader(SourceReader):
             raise ValueError(f"source {self.name}: captions_file {name!r} must end in .jsonl, .json or .csv")
         yield from parse(path.read_bytes(), name)
 
+    def index_files(self) -> list[Path]:
+        return [self.root / self.opts["captions_file"]]
+
     def discover(self) -> Iterator[RawRecord | Rejection]:
         o = self.opts
         seen: set[str] = set()

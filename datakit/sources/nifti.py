@@ -99,6 +99,13 @@ class NiftiReader(SourceReader):
         path = volume.with_name(pattern.format(stem=nifti_stem(volume, self.opts["suffixes"])))
         return path if path.is_file() else None
 
+    def record_files(self, record: RawRecord) -> tuple[Path, ...]:
+        sidecars = tuple(self.root / record.meta[k] for k in ("report", "label") if k in record.meta)
+        return record.images + sidecars
+
+    def input_exts(self) -> frozenset[str]:
+        return frozenset(self.opts["suffixes"])
+
     def discover(self) -> Iterator[RawRecord | Rejection]:
         suffixes = tuple(self.opts["suffixes"])
         volumes = sorted((p for p in self.root.rglob("*") if p.name.endswith(suffixes) and p.is_file()

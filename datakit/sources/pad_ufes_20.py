@@ -84,6 +84,9 @@ class PadUfes20Reader(SourceReader):
                 found[p.name] = p
         return found, dups
 
+    def index_files(self) -> list[Path]:
+        return [self.root / self.opts["metadata_csv"]]
+
     def discover(self) -> Iterator[RawRecord | Rejection]:
         csv_path = self.root / self.opts["metadata_csv"]
         rel = self.opts["metadata_csv"]

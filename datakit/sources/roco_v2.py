@@ -22,11 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from datakit.errors import Rejected
-from datakit.media import read_image
 from datakit.record import LoadedRecord, RawRecord
 from datakit.registry import register_source
 from datakit.sources.base import Rejection, SourceReader
-from datakit.sources.base import file_sha256, natural_key
+from datakit.sources.base import natural_key
 from datakit.sources.tables import CsvProblem, read_csv, row_rejection
 
 
@@ -49,6 +48,9 @@ class RocoV2Reader(SourceReader):
         "id_column": "ID",
         "caption_column": "Caption",
     }
+
+    def index_files(self) -> list[Path]:
+        return [self.root / self.opts["captions_csv"].format(split=s) for s in self.opts["splits"]]
 
     def discover(self) -> Iterator[RawRecord | Rejection]:
         for split in sorted(self.opts["splits"], key=natural_key):
@@ -98,10 +100,10 @@ class RocoV2Reader(SourceReader):
 
     def load(self, record: RawRecord) -> LoadedRecord:
         image = record.images[0]
-        media, im = read_image(image, record.rel(image))
+        read = self.read_image(record, image)
         return LoadedRecord(
             record=record,
-            media=[media],
+            media=[read.media],
             facts=caption_facts({"caption": record.text}, text_origin={"caption": record.meta["row"]}),
-            file_sha256={record.rel(image): file_sha256(media, im.format, image)},
+            file_sha256={record.rel(image): read.file_sha256},
         )

@@ -47,7 +47,7 @@ def test_recipe_builds_and_accounts_for_every_input(builds, name):
     summary = builds[name].summary
     acc = summary["accounting"]
     r = acc["records"]  # dedup may drop near-identical synthetic samples: they are accounted too
-    assert r["inputs"] == r["emitted"] + r["rejected"] + r["duplicate"] + r["contaminated"]
+    assert r["inputs"] == r["emitted"] + r["rejected"] + r["duplicate"] + r["contaminated"] + r["ignored"]
     assert acc["samples"]["converted"] == acc["samples"]["emitted"] + acc["samples"]["duplicate"]
     assert acc["samples"]["emitted"] > 0
     assert summary["missing_sources"] == []

@@ -42,7 +42,8 @@ def test_ct3d_accounting_languages_and_groups(built):
     summary = built["ct3d"].summary
     acc = summary["accounting"]
     r = acc["records"]  # dedup may drop near-identical synthetic samples: they are accounted too
-    assert r["inputs"] == r["emitted"] + r["rejected"] + r["duplicate"] + r["contaminated"]
+    assert r["inputs"] == r["emitted"] + r["rejected"] + r["duplicate"] + r["contaminated"] + r["ignored"]
+    assert r["ignored"] == 1  # the held-out test phantom's report
     assert acc["samples"]["converted"] == acc["samples"]["emitted"] + acc["samples"]["duplicate"]
     assert acc["samples"]["emitted"] > 0
     assert set(summary["sources"]) == {"m3d_cap", "nifti"}

@@ -184,7 +184,8 @@ def test_bad_volumes_become_rejection_rows_and_the_rest_is_emitted(tmp_path, sam
         "ct_case/000200/Axial_non_contrast.npy": "held_out_split",
     }
     acc = result.summary["accounting"]["records"]
-    assert acc["emitted"] == 2 and acc["inputs"] == acc["emitted"] + acc["rejected"] == 11
+    # + one ignored file: the report of the held-out test phantom
+    assert acc["emitted"] == 2 and acc["inputs"] == acc["emitted"] + acc["rejected"] + acc["ignored"] == 12
 
 
 def test_expected_shape_option_rejects_other_shapes(tmp_path, sample_sources):

@@ -137,7 +137,11 @@ def test_registry_location_listing_and_versions(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setenv(ENV_DIR, str(tmp_path / "env_reg"))
     assert registry_dir() == tmp_path / "env_reg"
     monkeypatch.delenv(ENV_DIR)
-    assert registry_dir() == Path("work/decontam")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert registry_dir() == tmp_path / "xdg" / "datakit" / "decontam"  # never the current folder
+    monkeypatch.delenv("XDG_DATA_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert registry_dir() == tmp_path / "home" / ".local" / "share" / "datakit" / "decontam"
     bench = tmp_path / "b"
     bench.mkdir()
     distinct_image(4).save(bench / "x.png")

@@ -40,12 +40,14 @@ def test_429_then_success_is_retried_and_counted(server, make_client):
 
 
 def test_timeout_is_retried_then_given_up_with_a_reason(server, make_client):
-    client = make_client(server, timeout_s=0.2, max_attempts=2)
-    server.inject(Fault("hang", seconds=0.6))
+    # A hang far beyond the timeout, and a timeout far beyond a normal answer's time (a few ms),
+    # so neither the retry nor the success below races the clock on a loaded machine.
+    client = make_client(server, timeout_s=1.0, max_attempts=2)
+    server.inject(Fault("hang", seconds=2.5))
     assert client.complete(translation_request(["first"])).ok
     assert client.summary()["retries"] == {"llm_timeout": 1}
 
-    server.inject(Fault("hang", seconds=0.6), Fault("hang", seconds=0.6))
+    server.inject(Fault("hang", seconds=2.5), Fault("hang", seconds=2.5))
     answer = client.complete(translation_request(["second"]))
     assert not answer.ok and answer.reason == "llm_timeout"
     assert answer.cache_key not in client.cache  # a transport failure is never cached
