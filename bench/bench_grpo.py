@@ -34,16 +34,18 @@ PHASES = ("rollout", "reward", "reference", "check", "update")
 
 
 def one(data: Path, out: Path, n: int, args) -> dict[str, float]:
-    # The tiny BPE puts <IMG_CONTEXT> at id 5; a larger preset keeps its (unused) vocabulary.
+    # The tiny BPE puts <IMG_CONTEXT> at id 5; a larger preset keeps its (unused) vocabulary and
+    # has 448 px tiles (256 tokens), so its prompts and packed rows are longer. Rows stay near
+    # what one prompt and response need: CPU attention over a packed row is quadratic in it.
     model = (["model.overrides.language.vocab_size=320"] if args.preset == "tiny" else
-             ["model.overrides.image_context_token_id=5"])
+             ["model.overrides.image_context_token_id=5", "data.max_prompt_len=1024",
+              f"grpo.max_tokens_per_microbatch={2 * (1024 + args.response_len)}"])
     cfg = load_grpo_config(CONFIG, [
         f"data.path={data}", f"checkpoint.dir={out}", "checkpoint.init_from=null",
         "checkpoint.save_at_end=false", "data.tokenizer.path=null",
         "data.tokenizer.tiny_bpe_vocab=300", f"model.preset={args.preset}", *model,
         f"parallel.device={args.device}", f"parallel.dtype={args.dtype}",
-        f"parallel.transformer_impl={args.impl}", "data.max_prompt_len=1024",
-        "grpo.max_tokens_per_microbatch=8192", "grpo.max_logprob_error_ratio=null",
+        f"parallel.transformer_impl={args.impl}", "grpo.max_logprob_error_ratio=null",
         f"grpo.generations={n}", f"grpo.prompts_per_step={args.prompts}",
         f"grpo.rollout_prompts={args.prompts}", f"grpo.max_response_len={args.response_len}",
         "rewards.accuracy_weight=0.0", "rewards.format_pattern=(?s).*[a-m]",
