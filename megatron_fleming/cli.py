@@ -3,6 +3,7 @@
     fleming convert hf-to-mcore --hf DIR --out DIR --tp N --pp M [--verify]
     fleming convert mcore-to-hf --mcore DIR --out DIR [--layout internvl|transformers]
     fleming train --config CONFIG.yaml [--data DIR] [section.key=value ...]
+    fleming grpo --config CONFIG.yaml [--data DIR] [section.key=value ...]
     fleming eval run --benchmark NAME[,NAME] --data DIR --hf CKPT --out DIR
     fleming eval score --benchmark NAME --data DIR --responses FILE.jsonl --out DIR
     fleming generate (--hf DIR | --mcore DIR) --input REQUESTS.jsonl --output ANSWERS.jsonl [...]
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from megatron_fleming.eval.cli import add_eval_parser
 from megatron_fleming.generate.cli import add_chat_parser, add_generate_parser
+from megatron_fleming.grpo.cli import add_grpo_parser
 from megatron_fleming.train.cli import add_train_parser
 
 
@@ -90,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     add_convert_parser(commands)
     add_train_parser(commands)
+    add_grpo_parser(commands)
     add_eval_parser(commands)
     add_generate_parser(commands)
     add_chat_parser(commands)

@@ -26,6 +26,7 @@ REASONS = (
     "unsupported_media",  # a medium this encoder does not decode (video)
     "bad_conversation",  # roles or <image> count do not fit the media
     "too_long",  # more tokens than max_seq_len
+    "unverifiable",  # GRPO prompts: no checkable answer (captions, reports, several turns)
 )
 
 

@@ -1,14 +1,18 @@
 """Reading an answer out of a model's response: the rules MedEvalKit scores with, done right.
 
-Pure functions on strings, shared by evaluation and (later) the GRPO accuracy reward:
+Pure functions on strings, shared by evaluation and the GRPO accuracy reward (`grpo.rewards`):
 
 * ``extract_answer``: the answer span — the last ``\\boxed{...}``, else the ``<answer>`` tags,
   else the text after the last answer marker ("answer:", "the answer is", "final answer",
   "**Answer**", "答案：", "答案是", "最终答案"...), else the whole response.
 * ``judge_yes_no``: a closed question is right when exactly one polarity (yes or no, 是 or 否)
   appears in the answer span, as whole words, and it is the reference's.
-* ``match_choice``: multiple choice — the option letter, then an option's text, then the most
-  similar option (``difflib`` ratio, as MedEvalKit); never a choice for an empty answer.
+* ``match_choice``: multiple choice — the option letter (alone, or named by a common English or
+  Chinese phrase: "option B", "I choose B", "B is correct", "选B", "故选C", "正确选项为C"), then an
+  option's text, then the most similar option (``difflib`` ratio, as MedEvalKit; off for the
+  GRPO reward, where a guess must not earn credit); never a choice for an empty answer.
+* ``reference_letter``: the letter of a multiple-choice reference given as a letter, ``B. text``
+  or the option's text.
 * ``exact_match``: open questions, equal after ``normalise``.
 * ``parse_judge``: the ``<judge>0|1</judge>`` verdict of the LLM judge (0 = correct, MedEvalKit's
   convention).
@@ -116,7 +120,25 @@ def judge_yes_no(reference: str, response: str) -> tuple[bool, str | None]:
 
 # A capital letter alone, or followed by punctuation ("B.", "(B)", "B:", "选项B"); "A lesion..." is
 # a sentence, not option A.
-_LEADING_LETTER = re.compile(r"^(?:(?i:option|choice)\s*|选项\s*|选\s*)?[(\[]?([A-H])(?:[)\].:：、,，]|\s*$)")
+_LEADING_LETTER = re.compile(r"^(?:(?i:option|choice)\s*|选项\s*|选\s*)?[(\[]?([A-H])(?:[)\].:：、,，。]|\s*$)")
+
+
+# A letter named by a phrase: "option B", "answer: (C)", "I choose B", "B is correct", "选B",
+# "故选C", "选项C正确", "正确选项为C", "答案为B". Each has one group: the letter.
+_LETTER_PHRASES = (
+    re.compile(r"(?i:\b(?:option|choice)\s*(?:is\s*)?[:：]?\s*)[(\[]?([A-H])(?![A-Za-z])"),
+    re.compile(r"(?i:\b(?:choose|chose|pick|select)\s+(?:option\s+)?)[(\[]?([A-H])(?![A-Za-z])"),
+    re.compile(r"^[(\[]?([A-H])[)\]]?\s+(?i:is\s+(?:the\s+)?(?:correct|right|best|answer))"),
+    re.compile(r"(?:选项|选择|应选|故选|选)\s*[(（\[]?([A-H])(?![A-Za-z])"),
+    re.compile(r"(?:答案|选项)\s*(?:应该是|应为|是|为)?\s*[:：]?\s*[(（\[]?([A-H])(?![A-Za-z])"),
+)
+
+
+def _letter_named(text: str, n: int) -> str | None:
+    """The one option letter (of the first `n`) that the phrases name; None if none or several."""
+    found = {m.group(1) for p in _LETTER_PHRASES for m in p.finditer(text)}
+    found &= set(LETTERS[:n])
+    return found.pop() if len(found) == 1 else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,8 +150,10 @@ class Choice:
     similarity: float | None = None
 
 
-def match_choice(response: str, options: tuple[str, ...] | list[str]) -> Choice:
-    """Which of ``options`` (texts, in letter order) the response picks."""
+def match_choice(response: str, options: tuple[str, ...] | list[str], *,
+                 nearest: bool = True) -> Choice:
+    """Which of ``options`` (texts, in letter order) the response picks; with ``nearest=False``
+    only a letter or an option's text counts (``rule="none"`` otherwise)."""
     n = len(options)
     span = extract_answer(response)
     flat = " ".join(unicodedata.normalize("NFKC", span).split())
@@ -137,6 +161,9 @@ def match_choice(response: str, options: tuple[str, ...] | list[str]) -> Choice:
     m = _LEADING_LETTER.match(bare) or _LEADING_LETTER.match(bare.upper() if len(bare) == 1 else "")
     if m and m.group(1) in LETTERS[:n]:
         return Choice(m.group(1), "letter")
+    named = _letter_named(flat, n)
+    if named is not None:
+        return Choice(named, "letter")
     target = normalise(span)
     if not target:
         return Choice(None, "none")
@@ -148,11 +175,27 @@ def match_choice(response: str, options: tuple[str, ...] | list[str]) -> Choice:
     contained = [i for i, t in enumerate(texts) if t and re.search(rf"(?<![a-z0-9]){re.escape(t)}(?![a-z0-9])", target)]
     if len(contained) == 1:
         return Choice(LETTERS[contained[0]], "text")
+    if not nearest:
+        return Choice(None, "none")
     ratios = [difflib.SequenceMatcher(None, t, target).ratio() for t in texts]
     best = max(range(n), key=lambda i: (ratios[i], -i))
     if ratios[best] <= 0.0:
         return Choice(None, "none", 0.0)
     return Choice(LETTERS[best], "nearest", ratios[best])
+
+
+def reference_letter(answer: str, options: tuple[str, ...] | list[str]) -> str | None:
+    """The letter of the right option when the reference is a letter (``B``, ``(B)``), a lettered
+    option (``B. text``) or an option's text; None when it names none of the options."""
+    text = " ".join(unicodedata.normalize("NFKC", answer or "").split())
+    m = re.fullmatch(r"[(\[]?([A-Ha-h])[)\]]?(?:[.:：、)]\s*(.*))?", text, re.S)
+    if m:
+        i = LETTERS.index(m.group(1).upper())
+        if i < len(options) and (not m.group(2) or normalise(m.group(2)) == normalise(options[i])):
+            return LETTERS[i]
+    target = normalise(text)
+    equal = [i for i, o in enumerate(options) if normalise(o) == target]
+    return LETTERS[equal[0]] if len(equal) == 1 else None
 
 
 # ---------------------------------------------------------------- open questions and the judge

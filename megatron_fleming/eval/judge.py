@@ -45,15 +45,23 @@ class JudgeConfig:
     api_key_env: str = "OPENAI_API_KEY"
     concurrency: int = 8
     max_requests: int | None = None
+    timeout_s: float = 120.0  # per attempt
+    max_attempts: int = 6  # first try included
 
     def llm_config(self) -> LLMConfig:
         return LLMConfig(cache_dir=Path(self.cache_dir), base_url=self.base_url, model=self.model,
                          api_key_env=self.api_key_env, concurrency=self.concurrency,
-                         max_requests=self.max_requests)
+                         max_requests=self.max_requests, timeout_s=self.timeout_s,
+                         max_attempts=self.max_attempts)
 
 
 def judge_request(item: BenchItem, response: str) -> ChatRequest:
-    text = _PROMPT.format(question=item.question, answer=item.answer,
+    return compare_request(item.question, item.answer, response)
+
+
+def compare_request(question: str, answer: str, response: str) -> ChatRequest:
+    """The judge's request for one (question, standard answer, model response)."""
+    text = _PROMPT.format(question=question, answer=answer,
                           response=extract_answer(response, markers=False))
     return ChatRequest(task="eval_judge", prompt_version=PROMPT_VERSION, messages=(ChatMessage.text("user", text),),
                        max_tokens=512, response_format="text")
@@ -68,8 +76,13 @@ class Judge:
 
     def verdicts(self, pairs: Sequence[tuple[BenchItem, str]]) -> list[tuple[bool | None, dict[str, Any]]]:
         """(verdict, detail) per pair, in order; verdict None when the judge gave none."""
-        def one(pair: tuple[BenchItem, str]) -> tuple[bool | None, dict[str, Any]]:
-            answer = self.client.complete(judge_request(*pair))
+        return self.compare([(item.question, item.answer, response) for item, response in pairs])
+
+    def compare(self, triples: Sequence[tuple[str, str, str]]) -> list[tuple[bool | None, dict[str, Any]]]:
+        """(verdict, detail) per (question, standard answer, response), in order; verdict None
+        when the judge gave none (``detail["failure"]`` says why: a timeout, no verdict...)."""
+        def one(triple: tuple[str, str, str]) -> tuple[bool | None, dict[str, Any]]:
+            answer = self.client.complete(compare_request(*triple))
             if answer.answer is None:
                 return None, {"cache_key": answer.cache_key, "failure": answer.reason}
             verdict = parse_judge(answer.answer.content)
@@ -79,7 +92,7 @@ class Judge:
             return verdict, detail
 
         with ThreadPoolExecutor(max_workers=self.config.concurrency) as pool:
-            return list(pool.map(one, pairs))
+            return list(pool.map(one, triples))
 
     def summary(self) -> dict[str, Any]:
         return {"model": self.config.model, "offline": self.config.base_url is None,

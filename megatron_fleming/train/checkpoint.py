@@ -35,7 +35,7 @@ from megatron.core.dist_checkpointing.mapping import ShardedObject
 
 from megatron_fleming.train.config import CheckpointSection
 from megatron_fleming.train.optim import prepare_optimizer_for_load, restore_adam_steps
-from megatron_fleming.train.train_module import TrainModule
+from megatron_fleming.train.train_module import StageModel
 
 TRACKER = "latest_checkpointed_iteration.txt"
 # Megatron-LM's default: each rank writes its own buckets, no gathering (resharding only over DP).
@@ -107,7 +107,7 @@ class Checkpointer:
         self.cfg = cfg
         self.root = Path(cfg.dir)
 
-    def _state(self, module: TrainModule, *, is_loading: bool, loader=None,
+    def _state(self, module: StageModel, *, is_loading: bool, loader=None,
                 common: dict | None = None) -> dict:
         state = module.model_sharded_state_dict()
         state["optimizer"] = module.optimizer.sharded_state_dict(
@@ -118,7 +118,7 @@ class Checkpointer:
         state.update(common or {})
         return state
 
-    def save(self, iteration: int, module: TrainModule, loader, progress: dict[str, Any],
+    def save(self, iteration: int, module: StageModel, loader, progress: dict[str, Any],
              config: dict[str, Any]) -> float:
         """Every rank calls this at a step boundary; returns the seconds it took."""
         start = time.perf_counter()
@@ -148,7 +148,7 @@ class Checkpointer:
         for old in older[: max(0, len(older) - (self.cfg.keep_last - 1))]:
             shutil.rmtree(old, ignore_errors=True)
 
-    def resume(self, module: TrainModule, loader) -> dict[str, Any] | None:
+    def resume(self, module: StageModel, loader) -> dict[str, Any] | None:
         """Restore the latest checkpoint of ``checkpoint.dir``; None if there is none."""
         iteration = latest_iteration(self.root)
         if iteration is None:
@@ -172,7 +172,7 @@ class Checkpointer:
         set_rng_state(_unpickle(state["rng_state"]))
         return {"iteration": state["iteration"], **state["progress"]}
 
-    def init_model(self, module: TrainModule, path: str | Path) -> Path:
+    def init_model(self, module: StageModel, path: str | Path) -> Path:
         """Model weights only (a converted checkpoint or another stage's run), any TP/PP."""
         folder = resolve_checkpoint(path)
         state = dist_checkpointing.load(module.model_sharded_state_dict(), str(folder))

@@ -1,4 +1,6 @@
-"""`TrainModule`: the model chunks of this rank, the optimizer and schedule, and one training step.
+"""`StageModel` (this rank's model chunks, the optimizer, the model's checkpoint state) and
+`TrainModule` (stages 1-3: the schedule and one training step; the `protocol.StageModule` that
+`Trainer` drives). GRPO's module builds on `StageModel` too.
 
 Built in the order megatron needs (see `megatron_fleming.model.parallel`): model chunks for this
 pipeline rank, freezing for the stage (before DDP, so frozen weights get no gradient buffer and no
@@ -13,6 +15,7 @@ applied.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import torch
@@ -21,12 +24,14 @@ from megatron.core.distributed import DistributedDataParallelConfig, finalize_mo
 from megatron.core.pipeline_parallel import get_forward_backward_func
 
 from megatron_fleming.data.batch import VLMBatch
+from megatron_fleming.data.skips import REASONS
 from megatron_fleming.model.config import VLMConfig
 from megatron_fleming.model.freeze import freeze_for_stage, trainable_parameter_count
 from megatron_fleming.model.parallel import build_model_chunks, unwrap, wrap_with_ddp
 from megatron_fleming.train.config import TrainConfig
 from megatron_fleming.train.fp8 import require_fp8_runtime, with_fp8
 from megatron_fleming.train.optim import build_optimizer, build_scheduler
+from megatron_fleming.train.protocol import StepReport
 from megatron_fleming.train.step import LOSS_KEY, batch_to_device, forward_step
 
 
@@ -41,8 +46,13 @@ class StepResult:
     update_applied: bool
 
 
-class TrainModule:
-    def __init__(self, cfg: TrainConfig, vlm: VLMConfig) -> None:
+class StageModel:
+    """This rank's model chunks for a stage — frozen as the stage says, in megatron DDP — the
+    optimizer over what still trains, megatron's hooks, and the model's state for checkpoints.
+    Stages 1-3 (`TrainModule`) and GRPO (`grpo.train_module.GRPOTrainModule`) build on it; `cfg`
+    is either stage's config (its ``parallel``, ``optimizer`` and ``fp8`` sections)."""
+
+    def __init__(self, cfg, vlm: VLMConfig, stage: int) -> None:
         self.cfg = cfg
         self.vlm = vlm
         require_fp8_runtime(cfg.fp8)
@@ -50,7 +60,7 @@ class TrainModule:
         self.device = torch.device("cuda", torch.cuda.current_device()) if par.device == "cuda" \
             else torch.device("cpu")
         chunks = build_model_chunks(vlm, par)
-        freeze_for_stage(chunks, cfg.train.stage)
+        freeze_for_stage(chunks, stage)
         self.trainable = trainable_parameter_count(chunks)
         opt = cfg.optimizer
         ddp_config = DistributedDataParallelConfig(
@@ -62,8 +72,11 @@ class TrainModule:
         )
         self.model = wrap_with_ddp(chunks, ddp_config)
         self.optimizer = build_optimizer(cfg, self.model)
-        self.scheduler = build_scheduler(cfg, self.optimizer)
         self._wire_megatron_hooks()
+        # One rank per data-parallel replica reports data counters, one reports the loss.
+        first_tp = parallel_state.get_tensor_model_parallel_rank() == 0
+        self.reports_data = first_tp and parallel_state.is_pipeline_first_stage(ignore_virtual=True)
+        self.reports_loss = first_tp and parallel_state.is_pipeline_last_stage(ignore_virtual=True)
 
     def _wire_megatron_hooks(self) -> None:
         """What megatron's schedules call back into: grad finalisation, loss scaling, and the
@@ -83,6 +96,45 @@ class TrainModule:
     def current_lr(self) -> float:
         groups = self.optimizer.param_groups
         return float(groups[0]["lr"]) if groups else self.scheduler.get_lr({})
+
+    def before_save(self) -> None:
+        pass  # the checkpointer syncs parameters itself
+
+    def sync_params(self) -> None:
+        """Finish pending parameter all-gathers before the weights are read (a checkpoint).
+
+        With ``overlap_param_gather`` the distributed optimizer's updated shards reach the other
+        ranks during the next forward pass; megatron-LM syncs them before saving the same way.
+        """
+        if self.cfg.optimizer.overlap_param_gather:
+            for chunk in self.model:
+                chunk.disable_forward_pre_hook(param_sync=True)
+                chunk.enable_forward_pre_hook()
+
+    def model_keys(self) -> list[str]:
+        """``model`` for one chunk, ``model0``, ``model1`` ... with virtual pipeline stages."""
+        return ["model"] if len(self.model) == 1 else [f"model{i}" for i in range(len(self.model))]
+
+    def model_sharded_state_dict(self) -> dict:
+        """The model chunks as megatron dist-checkpointing shards them (TP/PP-independent)."""
+        return {key: chunk.sharded_state_dict() for key, chunk in zip(self.model_keys(), self.chunks)}
+
+    def load_model_state_dict(self, state: dict) -> None:
+        for key, chunk in zip(self.model_keys(), self.chunks):
+            chunk.load_state_dict(state[key], strict=True)
+
+
+class TrainModule(StageModel):
+    """Stages 1-3: one optimizer update over a global batch of micro-batches per step."""
+
+    console_metrics = (("loss", ".6f"), ("lr", ".3e"), ("grad_norm", ".4f"),
+                       ("tokens_per_s", ".1f"), ("samples_per_s", ".2f"))
+
+    def __init__(self, cfg: TrainConfig, vlm: VLMConfig, *, pad_id: int | None = None) -> None:
+        super().__init__(cfg, vlm, cfg.train.stage)
+        self.pad_id = pad_id  # counts the tokens of padded batches in `step`
+        self.scheduler = build_scheduler(cfg, self.optimizer)
+        self.batches_per_step = cfg.microbatches(parallel_state.get_data_parallel_world_size())
 
     def train_step(self, batches: list[VLMBatch]) -> StepResult:
         """One optimizer update over this rank's micro-batches of the global batch."""
@@ -113,25 +165,30 @@ class TrainModule:
                           grad_norm=None if grad_norm is None else float(grad_norm),
                           lr=self.current_lr(), update_applied=bool(update_applied))
 
-    def sync_params(self) -> None:
-        """Finish pending parameter all-gathers before the weights are read (a checkpoint).
+    def _tokens(self, batch: VLMBatch) -> int:
+        if batch.cu_seqlens is not None:
+            return int(batch.cu_seqlens[-1])
+        if self.pad_id is None:
+            raise ValueError("TrainModule needs pad_id to count the tokens of padded batches")
+        return int((batch.input_ids != self.pad_id).sum())
 
-        With ``overlap_param_gather`` the distributed optimizer's updated shards reach the other
-        ranks during the next forward pass; megatron-LM syncs them before saving the same way.
-        """
-        if self.cfg.optimizer.overlap_param_gather:
-            for chunk in self.model:
-                chunk.disable_forward_pre_hook(param_sync=True)
-                chunk.enable_forward_pre_hook()
-
-    def model_keys(self) -> list[str]:
-        """``model`` for one chunk, ``model0``, ``model1`` ... with virtual pipeline stages."""
-        return ["model"] if len(self.model) == 1 else [f"model{i}" for i in range(len(self.model))]
-
-    def model_sharded_state_dict(self) -> dict:
-        """The model chunks as megatron dist-checkpointing shards them (TP/PP-independent)."""
-        return {key: chunk.sharded_state_dict() for key, chunk in zip(self.model_keys(), self.chunks)}
-
-    def load_model_state_dict(self, state: dict) -> None:
-        for key, chunk in zip(self.model_keys(), self.chunks):
-            chunk.load_state_dict(state[key], strict=True)
+    def step(self, batches: list[VLMBatch], iteration: int) -> StepReport:
+        """`train_step`, with loss, tokens, samples and skips summed over the global batch."""
+        result = self.train_step(batches)
+        values = torch.zeros(4 + len(REASONS), dtype=torch.float64)
+        if self.reports_loss:
+            values[0], values[1] = result.loss_sum, result.loss_tokens
+        if self.reports_data:
+            values[2] = sum(self._tokens(b) for b in batches)
+            values[3] = sum(len(b.__key__) for b in batches)
+            for b in batches:
+                for reason, count in b.skipped.items():
+                    values[4 + REASONS.index(reason)] += count
+        values = values.to(self.device)
+        torch.distributed.all_reduce(values)
+        values = values.cpu().tolist()
+        skipped = Counter({r: int(n) for r, n in zip(REASONS, values[4:]) if n})
+        metrics = {"loss": values[0] / max(values[1], 1.0), "lr": result.lr,
+                   "grad_norm": result.grad_norm, "loss_tokens": int(values[1])}
+        return StepReport(metrics=metrics, samples=int(values[3]), tokens=int(values[2]),
+                          skipped=skipped)

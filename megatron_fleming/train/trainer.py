@@ -1,10 +1,12 @@
 """The training loop and the entry point `run(cfg)`: parse, build, fit.
 
-`Trainer` owns only the loop and when to checkpoint: draw this rank's micro-batches of the global
-batch, let the `TrainModule` take a step, reduce what the step reports to global metrics, hand
-them to the callbacks, and save every ``checkpoint.interval`` iterations, at the end, and when a
-SIGTERM arrived or ``train.exit_interval`` says so (then exit 0, so a requeued job resumes where
-this one stopped).
+`Trainer` owns only the loop and when to checkpoint, for any stage (`protocol.StageModule`):
+draw the items of this rank's step from the loader, let the module take the step, accumulate
+what it reports, hand it to the callbacks, and save every ``checkpoint.interval`` iterations, at
+the end, and when a SIGTERM arrived or ``train.exit_interval`` says so (then exit 0, so a requeued
+job resumes where this one stopped). `launch` (process groups, seeds, the SIGTERM handler) and
+`fit_stage` (resume, callbacks, the stop marker) are shared by stages 1-3 (`run`) and GRPO
+(`grpo.run.run`).
 """
 
 from __future__ import annotations
@@ -15,25 +17,31 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from megatron.core import parallel_state
 from megatron.energon import SavableDataLoader
 
-from megatron_fleming.data.batch import VLMBatch
-from megatron_fleming.data.skips import REASONS
 from megatron_fleming.data.task_encoder import FlemingTaskEncoder
 from megatron_fleming.data.tokenizer import ChatTokenizer
-from megatron_fleming.model.config import VLMConfig
+from megatron_fleming.model.config import ParallelConfig, VLMConfig
 from megatron_fleming.model.parallel import initialize_parallel, shutdown_parallel
-from megatron_fleming.train.callbacks import Callback, ConsoleLogger, StepMetrics, TensorBoardLogger
-from megatron_fleming.train.checkpoint import Checkpointer
+from megatron_fleming.train.callbacks import (
+    METRICS_FILE,
+    Callback,
+    ConsoleLogger,
+    MetricsFile,
+    StepMetrics,
+    TensorBoardLogger,
+)
+from megatron_fleming.train.checkpoint import Checkpointer, latest_iteration
 from megatron_fleming.train.config import TrainConfig
 from megatron_fleming.train.loader import build_task_encoder, build_tokenizer, build_train_loader
 from megatron_fleming.train.preemption import PreemptionSignal
-from megatron_fleming.train.train_module import StepResult, TrainModule
+from megatron_fleming.train.protocol import StageModule
+from megatron_fleming.train.train_module import TrainModule
 
 log = logging.getLogger(__name__)
 
@@ -46,57 +54,33 @@ class Progress:
     samples: int = 0
     tokens: int = 0
     skipped: Counter = field(default_factory=Counter)
+    counts: Counter = field(default_factory=Counter)  # the stage's own running tallies
 
     def to_dict(self) -> dict[str, Any]:
-        return {"samples": self.samples, "tokens": self.tokens, "skipped": dict(self.skipped)}
+        return {"samples": self.samples, "tokens": self.tokens, "skipped": dict(self.skipped),
+                "counts": dict(self.counts)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Progress:
         return cls(iteration=data["iteration"], samples=data["samples"], tokens=data["tokens"],
-                   skipped=Counter(data["skipped"]))
+                   skipped=Counter(data["skipped"]), counts=Counter(data.get("counts", {})))
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, module: TrainModule, loader, checkpointer: Checkpointer,
-                 callbacks: list[Callback], preemption: PreemptionSignal, *, pad_id: int) -> None:
+    """`cfg` is a stage's config: ``train.iters``, ``train.exit_interval``, ``checkpoint.*`` and
+    ``to_dict()`` (saved with each checkpoint) are what the loop reads."""
+
+    def __init__(self, cfg, module: StageModule, loader, checkpointer: Checkpointer,
+                 callbacks: list[Callback], preemption: PreemptionSignal) -> None:
         self.cfg = cfg
         self.preemption = preemption
         self.module = module
         self.loader = loader
         self.checkpointer = checkpointer
         self.callbacks = callbacks
-        self.pad_id = pad_id
-        dp = parallel_state.get_data_parallel_world_size()
-        self.microbatches = cfg.microbatches(dp)
-        # One rank per data-parallel replica reports data counters, one reports the loss.
-        first_tp = parallel_state.get_tensor_model_parallel_rank() == 0
-        self.reports_data = first_tp and parallel_state.is_pipeline_first_stage(ignore_virtual=True)
-        self.reports_loss = first_tp and parallel_state.is_pipeline_last_stage(ignore_virtual=True)
-
-    def _tokens(self, batch: VLMBatch) -> int:
-        if batch.cu_seqlens is not None:
-            return int(batch.cu_seqlens[-1])
-        return int((batch.input_ids != self.pad_id).sum())
-
-    def _global(self, batches: list[VLMBatch], step: StepResult) -> tuple[float, int, int, int, Counter]:
-        """(loss, loss tokens, tokens, samples, skipped by reason) summed over the global batch."""
-        values = torch.zeros(4 + len(REASONS), dtype=torch.float64)
-        if self.reports_loss:
-            values[0], values[1] = step.loss_sum, step.loss_tokens
-        if self.reports_data:
-            values[2] = sum(self._tokens(b) for b in batches)
-            values[3] = sum(len(b.__key__) for b in batches)
-            for b in batches:
-                for reason, count in b.skipped.items():
-                    values[4 + REASONS.index(reason)] += count
-        values = values.to(self.module.device)
-        torch.distributed.all_reduce(values)
-        values = values.cpu().tolist()
-        skipped = Counter({r: int(n) for r, n in zip(REASONS, values[4:]) if n})
-        loss = values[0] / max(values[1], 1.0)
-        return loss, int(values[1]), int(values[2]), int(values[3]), skipped
 
     def _save(self, progress: Progress, reason: str) -> None:
+        self.module.before_save()
         seconds = self.checkpointer.save(progress.iteration, self.module, self.loader,
                                          progress.to_dict(), self.cfg.to_dict())
         for cb in self.callbacks:
@@ -116,20 +100,20 @@ class Trainer:
             # torch's DataLoader draws a seed from the global generator when its iterator
             # starts; keep data loading off the training RNG so a resume replays it exactly.
             with torch.random.fork_rng(devices=[]):
-                batches = [next(data) for _ in range(self.microbatches)]
+                batches = [next(data) for _ in range(self.module.batches_per_step)]
             data_wait = time.perf_counter() - start
-            step = self.module.train_step(batches)
-            loss, loss_tokens, tokens, samples, skipped = self._global(batches, step)
+            report = self.module.step(batches, progress.iteration + 1)
             elapsed = time.perf_counter() - start
             progress.iteration += 1
-            progress.samples += samples
-            progress.tokens += tokens
-            progress.skipped.update(skipped)
-            metrics = StepMetrics(
-                iteration=progress.iteration, loss=loss, lr=step.lr, grad_norm=step.grad_norm,
-                loss_tokens=loss_tokens, tokens_per_s=tokens / elapsed,
-                samples_per_s=samples / elapsed, step_time=elapsed, data_wait=data_wait,
-                skipped=dict(progress.skipped))
+            progress.samples += report.samples
+            progress.tokens += report.tokens
+            progress.skipped.update(report.skipped)
+            progress.counts.update(report.counts)
+            values = {**report.metrics, "tokens_per_s": report.tokens / elapsed,
+                      "samples_per_s": report.samples / elapsed}
+            metrics = StepMetrics(iteration=progress.iteration, total=total, step_time=elapsed,
+                                  data_wait=data_wait, values=values, skipped=dict(progress.skipped),
+                                  counts=dict(progress.counts), console=self.module.console_metrics)
             for cb in self.callbacks:
                 cb.on_step(metrics)
             last = progress.iteration == total
@@ -145,6 +129,44 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_train_end(progress.iteration, reason)
         return reason
+
+
+def launch(par: ParallelConfig, seed: int, body: Callable[[PreemptionSignal], str]) -> str:
+    """Process groups and megatron's parallel state, seeds, the SIGTERM handler around `body`,
+    and the teardown however `body` ends."""
+    initialize_parallel(par, seed=seed)  # torch + megatron's TP streams
+    random.seed(seed)
+    np.random.seed(seed)
+    device = torch.device("cuda", torch.cuda.current_device()) if par.device == "cuda" \
+        else torch.device("cpu")
+    # SIGTERM is caught from here on, so one during start-up also ends in a checkpoint.
+    with PreemptionSignal(device) as preemption:
+        try:
+            return body(preemption)
+        finally:
+            shutdown_parallel()
+
+
+def fit_stage(cfg, module: StageModule, loader, checkpointer: Checkpointer,
+              preemption: PreemptionSignal, *, stop_marker: str | Path | None,
+              callbacks: tuple[Callback, ...] = ()) -> str:
+    """Resume from ``checkpoint.dir`` if it holds a checkpoint, fit, and write `stop_marker` when
+    the run stopped early. Rank 0 logs to the console, ``metrics.jsonl`` and TensorBoard."""
+    rank0 = torch.distributed.get_rank() == 0
+    root = Path(cfg.checkpoint.dir)
+    resumed = checkpointer.resume(module, loader)
+    progress = Progress.from_dict(resumed) if resumed else Progress()
+    active: list[Callback] = []
+    if rank0:
+        active += [ConsoleLogger(cfg.train.log_interval), MetricsFile(root / METRICS_FILE)]
+        if cfg.logging.tensorboard:
+            active.append(TensorBoardLogger(root / "tensorboard"))
+        active.extend(callbacks)
+    reason = Trainer(cfg, module, loader, checkpointer, active, preemption).fit(progress)
+    if reason != "finished" and stop_marker is not None and rank0:
+        Path(stop_marker).parent.mkdir(parents=True, exist_ok=True)
+        Path(stop_marker).write_text(f"{progress.iteration}\n")
+    return reason
 
 
 @dataclass
@@ -164,7 +186,7 @@ def build_components(cfg: TrainConfig, vlm: VLMConfig) -> Components:
     dp_size = parallel_state.get_data_parallel_world_size()
     loader = build_train_loader(cfg, encoder, dp_rank=parallel_state.get_data_parallel_rank(),
                                 dp_size=dp_size, prefetch=cfg.microbatches(dp_size))
-    return Components(tokenizer, encoder, loader, TrainModule(cfg, vlm))
+    return Components(tokenizer, encoder, loader, TrainModule(cfg, vlm, pad_id=encoder.pad_id))
 
 
 def run(cfg: TrainConfig, *, stop_marker: str | Path | None = None,
@@ -172,49 +194,26 @@ def run(cfg: TrainConfig, *, stop_marker: str | Path | None = None,
     """Train one stage as configured, resuming from ``checkpoint.dir`` when it holds a
     checkpoint. Returns why training stopped (`Trainer.fit`); when it stopped early, `stop_marker`
     (if given) is written after the checkpoint so a launcher knows to requeue. `callbacks` join
-    the console and TensorBoard loggers on rank 0."""
+    the console, metrics-file and TensorBoard loggers on rank 0."""
     vlm = cfg.vlm_config()
-    initialize_parallel(cfg.parallel, seed=cfg.train.seed)  # torch + megatron's TP streams
-    random.seed(cfg.train.seed)
-    np.random.seed(cfg.train.seed)
-    device = torch.device("cuda", torch.cuda.current_device()) if cfg.parallel.device == "cuda" \
-        else torch.device("cpu")
-    # SIGTERM is caught from here on, so one during start-up also ends in a checkpoint.
-    with PreemptionSignal(device) as preemption:
-        try:
-            return _run(cfg, vlm, preemption, stop_marker, callbacks)
-        finally:
-            shutdown_parallel()
+    return launch(cfg.parallel, cfg.train.seed,
+                  lambda preemption: _run(cfg, vlm, preemption, stop_marker, callbacks))
 
 
 def _run(cfg: TrainConfig, vlm: VLMConfig, preemption: PreemptionSignal,
          stop_marker: str | Path | None, callbacks: tuple[Callback, ...]) -> str:
     """Build, resume or initialise, fit; after `initialize_parallel`."""
     rank0 = torch.distributed.get_rank() == 0
-    root = Path(cfg.checkpoint.dir)
     if rank0:
-        cfg.save(root / "config.yaml")
+        cfg.save(Path(cfg.checkpoint.dir) / "config.yaml")
     parts = build_components(cfg, vlm)
     if rank0:
         log.info("stage %d, trainable parameters on rank 0: %s", cfg.train.stage,
                  parts.module.trainable)
     checkpointer = Checkpointer(cfg.checkpoint)
-    resumed = checkpointer.resume(parts.module, parts.loader)
-    progress = Progress.from_dict(resumed) if resumed else Progress()
-    if resumed is None and cfg.checkpoint.init_from:
+    if latest_iteration(checkpointer.root) is None and cfg.checkpoint.init_from:
         folder = checkpointer.init_model(parts.module, cfg.checkpoint.init_from)
         if rank0:
             log.info("initialised the model from %s", folder)
-    active: list[Callback] = []
-    if rank0:
-        active.append(ConsoleLogger(cfg.train.log_interval))
-        if cfg.logging.tensorboard:
-            active.append(TensorBoardLogger(root / "tensorboard"))
-        active.extend(callbacks)
-    trainer = Trainer(cfg, parts.module, parts.loader, checkpointer, active, preemption,
-                      pad_id=parts.encoder.pad_id)
-    reason = trainer.fit(progress)
-    if reason != "finished" and stop_marker is not None and rank0:
-        Path(stop_marker).parent.mkdir(parents=True, exist_ok=True)
-        Path(stop_marker).write_text(f"{progress.iteration}\n")
-    return reason
+    return fit_stage(cfg, parts.module, parts.loader, checkpointer, preemption,
+                     stop_marker=stop_marker, callbacks=callbacks)

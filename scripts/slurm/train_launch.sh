@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Shared body of every scripts/slurm/train_*.sbatch: one training task per GPU (or CPU rank)
+# Shared body of every scripts/slurm/train_*.sbatch and grpo_*.sbatch: one training task per GPU (or CPU rank)
 # through srun, rendezvous from Slurm's variables, SIGTERM forwarding, requeue after a
 # checkpointed stop, auto-resume (the trainer resumes from checkpoint.dir by itself).
 #
@@ -10,6 +10,7 @@
 #   FLEMING_ROOT     repository root (default: the submit directory)
 #   FLEMING_PYTHON   interpreter (default: $FLEMING_ROOT/.venv/bin/python)
 #   FLEMING_DEVICE   cuda (default) or cpu (gloo; the tiny CPU job)
+#   FLEMING_COMMAND  the fleming subcommand: train (default, stages 1-3) or grpo (stage 4)
 #   FLEMING_ENV_FILE a file sourced before launch, for site settings (NCCL_IB_HCA,
 #                    NCCL_SOCKET_IFNAME, module loads ...)
 #
@@ -26,6 +27,7 @@ shift
 root=${FLEMING_ROOT:-${SLURM_SUBMIT_DIR:-$PWD}}
 python=${FLEMING_PYTHON:-$root/.venv/bin/python}
 device=${FLEMING_DEVICE:-cuda}
+command=${FLEMING_COMMAND:-train}
 cd "$root" || exit 1
 if [ -n "${FLEMING_ENV_FILE:-}" ]; then
   # shellcheck disable=SC1090
@@ -57,11 +59,11 @@ args=(--config "$config" --stop-marker "$marker")
 if [ -n "${DATA:-}" ]; then args+=(--data "$DATA"); fi
 
 echo "launch: job $SLURM_JOB_ID (restart ${SLURM_RESTART_COUNT:-0}) $WORLD_SIZE tasks on" \
-     "$SLURM_JOB_NODELIST, rendezvous $MASTER_ADDR:$MASTER_PORT, config $config"
+     "$SLURM_JOB_NODELIST, rendezvous $MASTER_ADDR:$MASTER_PORT, fleming $command --config $config"
 # Each task derives its ranks from Slurm; no torchrun, so SIGTERM reaches the trainer directly.
 srun --kill-on-bad-exit=1 --export=ALL bash -c \
-  'RANK=$SLURM_PROCID LOCAL_RANK=$SLURM_LOCALID exec "$0" -m megatron_fleming.cli train "$@"' \
-  "$python" "${args[@]}" "$@" &
+  'RANK=$SLURM_PROCID LOCAL_RANK=$SLURM_LOCALID exec "$0" -m megatron_fleming.cli "$@"' \
+  "$python" "$command" "${args[@]}" "$@" &
 srun_pid=$!
 # srun answers a SIGTERM of its own by killing the tasks (SIGKILL), so the signal goes to the
 # tasks through Slurm instead: `scancel --signal` without --batch reaches every job step's tasks.

@@ -12,24 +12,23 @@ log = logging.getLogger("megatron_fleming.train")
 class ConsoleLogger(Callback):
     def __init__(self, log_interval: int = 1) -> None:
         self.log_interval = log_interval
-        self.total = 0
 
     def on_train_start(self, iteration: int, total: int) -> None:
-        self.total = total
         if iteration:
             log.info("resumed at iteration %d of %d", iteration, total)
         else:
             log.info("training from iteration 0 to %d", total)
 
     def on_step(self, m: StepMetrics) -> None:
-        if m.iteration % self.log_interval and m.iteration != self.total:
+        if m.iteration % self.log_interval and m.iteration != m.total:
             return
-        grad = "n/a" if m.grad_norm is None else f"{m.grad_norm:.4f}"
-        skipped = sum(m.skipped.values())
-        log.info("step %d/%d | loss %.6f | lr %.3e | grad_norm %s | tokens/s %.1f | samples/s %.2f"
-                 " | step %.3fs | data wait %.1f%% | skipped %d", m.iteration, self.total, m.loss,
-                 m.lr, grad, m.tokens_per_s, m.samples_per_s, m.step_time,
-                 100 * m.data_wait_fraction, skipped)
+        shown = []
+        for name, spec in m.console:
+            value = m.values.get(name)
+            shown.append(f"{name} {'n/a' if value is None else format(value, spec)}")
+        log.info("step %d/%d | %s | step %.3fs | data wait %.1f%% | skipped %d", m.iteration,
+                 m.total, " | ".join(shown), m.step_time, 100 * m.data_wait_fraction,
+                 sum(m.skipped.values()))
 
     def on_checkpoint(self, iteration: int, seconds: float, reason: str) -> None:
         log.info("saved checkpoint at iteration %d (%s) in %.2fs", iteration, reason, seconds)

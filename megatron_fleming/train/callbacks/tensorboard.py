@@ -15,14 +15,13 @@ class TensorBoardLogger(Callback):
 
     def on_step(self, m: StepMetrics) -> None:
         step = m.iteration
-        scalars = {"train/loss": m.loss, "train/lr": m.lr, "train/tokens_per_s": m.tokens_per_s,
-                   "train/samples_per_s": m.samples_per_s, "train/step_time_s": m.step_time,
-                   "train/data_wait_fraction": m.data_wait_fraction,
-                   "train/loss_tokens": m.loss_tokens}
-        if m.grad_norm is not None:
-            scalars["train/grad_norm"] = m.grad_norm
+        scalars = {f"train/{name}": value for name, value in m.values.items() if value is not None}
+        scalars["train/step_time_s"] = m.step_time
+        scalars["train/data_wait_fraction"] = m.data_wait_fraction
         for reason, count in m.skipped.items():
             scalars[f"data/skipped_{reason}"] = count
+        for name, count in m.counts.items():
+            scalars[f"counts/{name}"] = count
         for name, value in scalars.items():
             self.writer.add_scalar(name, value, step)
 
