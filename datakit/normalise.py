@@ -169,7 +169,14 @@ def encode_png(im: Image.Image) -> bytes:
 
 def read_image(path: Path, rel: str, limits: ImageLimits = ImageLimits()) -> NormalisedImage:
     """Read, decode once and normalise one image file; ``Rejected`` names ``rel`` on bad input."""
-    data = read_file(path, rel)
+    return normalise_image_bytes(read_file(path, rel), rel, limits)
+
+
+def normalise_image_bytes(data: bytes, rel: str, limits: ImageLimits = ImageLimits()) -> NormalisedImage:
+    """Decode once and normalise an image's encoded bytes, by the rule ``read_image`` applies to
+    a file: the entry point for images held inside another file (a parquet cell, an archive
+    member). ``rel`` names where they came from (``data/train.parquet:12``) in any refusal, and
+    ``file_sha256`` is the hash of ``data``."""
     im = decode_image(data, rel, limits.max_pixels)
     file_sha = hashlib.sha256(data).hexdigest()
     fmt = im.format

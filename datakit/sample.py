@@ -79,10 +79,6 @@ class Sample:
         return [f"{i}.{m.ext}" for i, m in enumerate(self.media)]
 
     def to_json_dict(self) -> dict[str, Any]:
-        provenance = self.provenance
-        notes = [m.normalisation for m in self.media]
-        if any(n is not None for n in notes):  # images read from files: stored as read or how changed
-            provenance = {**provenance, "normalisation": [dict(n) if n else None for n in notes]}
         return {
             "schema": SCHEMA,
             "source": self.source,
@@ -98,7 +94,7 @@ class Sample:
                 {"part": part, "sha256": m.sha256, "width": m.width, "height": m.height}
                 for part, m in zip(self.media_parts(), self.media)
             ],
-            "provenance": provenance,
+            "provenance": with_normalisation(self.provenance, self.media),
         }
 
     def json_bytes(self) -> bytes:
@@ -166,7 +162,7 @@ class InterleavedSample:
                 {"part": part, "sha256": m.sha256, "width": m.width, "height": m.height}
                 for part, m in zip(self.media_parts(), self.media)
             ],
-            "provenance": self.provenance,
+            "provenance": with_normalisation(self.provenance, self.media),
         }
 
     def json_bytes(self) -> bytes:
@@ -176,6 +172,15 @@ class InterleavedSample:
         out = [("json", self.json_bytes())]
         out.extend((part, m.data) for part, m in zip(self.media_parts(), self.media))
         return out
+
+
+def with_normalisation(provenance: dict[str, Any], media: list[Media]) -> dict[str, Any]:
+    """``provenance`` plus ``normalisation``, one entry per medium, when any medium is an image
+    read through ``datakit.normalise`` (stored as read, or how it was changed)."""
+    notes = [m.normalisation for m in media]
+    if not any(n is not None for n in notes):
+        return provenance
+    return {**provenance, "normalisation": [dict(n) if n else None for n in notes]}
 
 
 def canonical_json(obj: Any) -> bytes:

@@ -25,7 +25,8 @@ from typing import Any, ClassVar, Iterable, Iterator
 
 import numpy as np
 
-from datakit.normalise import DEFAULT_MAX_PIXELS, ImageLimits, NormalisedImage, read_image, read_mask
+from datakit.normalise import (DEFAULT_MAX_PIXELS, ImageLimits, NormalisedImage, normalise_image_bytes, read_image,
+                               read_mask)
 from datakit.record import LoadedRecord, RawRecord
 
 COMMON_OPTIONS: dict[str, Any] = {"max_pixels": DEFAULT_MAX_PIXELS, "max_side": None}
@@ -73,6 +74,7 @@ class SourceReader(abc.ABC):
         self.root = Path(root)
         self.opts: dict[str, Any] = {**self.known_options(), **options}
         self.limits = ImageLimits.from_options(self.name, self.opts)
+        self._set_aside: dict[str, tuple[str, str]] = {}  # rel path -> (reason, detail), see set_aside
 
     @classmethod
     def known_options(cls) -> dict[str, Any]:
@@ -101,6 +103,11 @@ class SourceReader(abc.ABC):
     # --- reading images: one normalisation for every reader ---
     def read_image(self, record: RawRecord, path: Path) -> NormalisedImage:
         return read_image(path, record.rel(path), self.limits)
+
+    def read_image_bytes(self, data: bytes, where: str) -> NormalisedImage:
+        """An image embedded in another file (a parquet cell), normalised as a file would be;
+        ``where`` (``<file>:<row>``) names it in any refusal."""
+        return normalise_image_bytes(data, where, self.limits)
 
     def read_mask(self, record: RawRecord, path: Path, image: NormalisedImage) -> tuple[np.ndarray, str]:
         """A binary mask of ``image`` (bool, at the image's final size) and the file's sha256."""
@@ -133,8 +140,20 @@ class SourceReader(abc.ABC):
         exts = [e for key in ("image_exts", "mask_exts", "image_ext") for e in _as_list(self.opts.get(key))]
         return frozenset(e.lower() for e in exts)
 
+    def set_aside(self, path: Path, reason: str, detail: str) -> None:
+        """Note a file discovery saw and did not use (an image only a refused row names, one
+        trimmed from its document): unless a record claims it, its row is ``ignored`` with this
+        reason. The first note of a file is kept (discovery order is stable)."""
+        try:
+            rel = Path(path).relative_to(self.root).as_posix()
+        except ValueError:
+            return  # outside the top folder: not a file the walk sees
+        self._set_aside.setdefault(rel, (reason, detail))
+
     def unclaimed(self, rel: PurePosixPath) -> tuple[str, str, str]:
         """(status, reason, detail) of a file under the top folder that nothing claimed."""
+        if rel.as_posix() in self._set_aside:
+            return ("ignored", *self._set_aside[rel.as_posix()])
         if any(part.startswith(".") for part in rel.parts):
             return "ignored", "hidden_file", "names starting with a dot are not inputs"
         exts = self.input_exts()

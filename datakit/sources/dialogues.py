@@ -15,6 +15,10 @@ Conversation rules (``check_turns``), each failure a stable reason the manifest 
 * ``image_token_mismatch``: the human turns hold ``<image>`` markers but not one per image. A
   conversation with no marker at all gets one per image at the start of its first human turn
   (where InternVL's SFT data puts them); LLaVA's own ``…\\n<image>`` suffix form is kept as is.
+
+Loading (``load_dialogues``) reads each record image through the reader's one normalisation
+(``SourceReader.read_image``), so these sets honour ``max_pixels``/``max_side`` and record
+``provenance.normalisation`` like every other source.
 """
 
 from __future__ import annotations
@@ -22,14 +26,21 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from datakit.errors import Rejected
+from datakit.record import LoadedRecord, RawRecord
 from datakit.sample import IMAGE_TOKEN
+
+if TYPE_CHECKING:
+    from datakit.sources.base import SourceReader
 
 ROLES = ("human", "gpt")
 TASKS = ("caption", "instruction", "vqa", "cot")
 YES_NO = frozenset({"yes", "no"})
+#: Extensions of the image files these releases hold, and of their JSON row files (lower case).
+IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp"})
+JSON_EXTS = frozenset({".json", ".jsonl"})
 
 Row = tuple[str, Any, str, str]  # (place, parsed object or None, reason, detail)
 
@@ -123,3 +134,13 @@ def local_image(root: Path, rel: str, what: str) -> Path:
     if not parts or PurePosixPath(rel).is_absolute() or ".." in parts:
         raise Rejected("bad_image_path", what, f"{rel!r} is not a path inside the top folder")
     return root.joinpath(*parts)
+
+
+def load_dialogues(reader: "SourceReader", record: RawRecord, dialogues: list[dict[str, Any]]) -> LoadedRecord:
+    """A record's images read and normalised once each, with the dialogues its samples carry."""
+    media, sums = [], {}
+    for path in record.images:
+        image = reader.read_image(record, path)
+        media.append(image.media)
+        sums[record.rel(path)] = image.file_sha256
+    return LoadedRecord(record=record, media=media, facts={"dialogues": dialogues}, file_sha256=sums)

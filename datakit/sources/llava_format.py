@@ -19,8 +19,14 @@ Decisions (every refused row is one manifest rejection named ``<file>[<index>]``
   ``bad_image_path``, ``missing_image`` (not downloaded; the detail says where from when the
   release has a URL list), ``missing_file`` (a listed file is absent).
 * Records that share an image share a split key, so they never straddle train and val.
-* Images in the folder that no row of the selected files names are not rows of this source:
-  these folders are shared by several files of a release (alignment and instruction data).
+* Images are read through the one normalisation (``docs/normalisation.md``): ``max_pixels`` and
+  ``max_side`` hold, and an unreadable image refuses its row at load (``corrupt_image``...).
+* Every file under the top folder is a manifest row: the selected files and the URL list are
+  read; an image that only refused rows name is ``ignored`` as ``image_of_refused_row`` (the
+  detail names the row and its reason); an image no row of the selected files names is
+  ``ignored`` as ``image_not_named`` (these folders are shared by several files of a release,
+  alignment and instruction data); a JSON file the option ``files`` does not list is
+  ``ignored`` as ``file_not_selected``.
 """
 
 from __future__ import annotations
@@ -30,11 +36,11 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from datakit.errors import Rejected
-from datakit.media import read_image
 from datakit.record import LoadedRecord, RawRecord
 from datakit.sample import LANGS
-from datakit.sources.base import Rejection, SourceReader, file_sha256
-from datakit.sources.dialogues import check_turns, dialogue, local_image, read_json_rows
+from datakit.sources.base import Rejection, SourceReader
+from datakit.sources.dialogues import (IMAGE_EXTS, JSON_EXTS, check_turns, dialogue, load_dialogues, local_image,
+                                       read_json_rows)
 
 QUESTION_TYPE = {"caption": "caption", "instruction": "open"}
 _FILE_KEYS = {"file", "task", "images_dir", "lang"}
@@ -66,6 +72,21 @@ class LlavaFormatReader(SourceReader):
                 raise ValueError(f"{where}.task {entry['task']!r}: use one of {sorted(QUESTION_TYPE)}")
             if entry.get("lang", "en") not in LANGS:
                 raise ValueError(f"{where}.lang {entry.get('lang')!r} not in {sorted(LANGS)}")
+
+    def index_files(self) -> list[Path]:
+        return [self.root / entry["file"] for entry in self.opts["files"]]
+
+    def input_exts(self) -> frozenset[str]:
+        return IMAGE_EXTS | JSON_EXTS
+
+    def unclaimed(self, rel: PurePosixPath) -> tuple[str, str, str]:
+        status, reason, detail = super().unclaimed(rel)
+        if reason != "not_in_layout":
+            return status, reason, detail
+        if rel.suffix.lower() in JSON_EXTS:
+            listed = [entry["file"] for entry in self.opts["files"]]
+            return "ignored", "file_not_selected", f"not one of the option files {listed}"
+        return "ignored", "image_not_named", "no row of the selected files names it (another file of the release may)"
 
     def image_hint(self, image: str) -> str:
         """Where a missing image comes from (a URL list), for the rejection detail."""
@@ -110,20 +131,28 @@ class LlavaFormatReader(SourceReader):
         if not names or not isinstance(names, list) or not all(isinstance(n, str) and n.strip() for n in names):
             return self._refuse(place, "no_image", f"{self.opts['image_field']!r} is {str(names)[:60]}")
         images_dir = self.root / entry["images_dir"]
-        images = []
+        images: list[Path] = []
+        refusal: Rejection | None = None
         for name in names:
             try:
                 image = local_image(images_dir, name.strip(), place)
             except Rejected as e:
-                return self._refuse(place, e.reason, e.detail)
+                refusal = self._refuse(place, e.reason, e.detail)
+                break
             if not image.is_file():
                 hint = self.image_hint(name.strip())
-                return self._refuse(place, "missing_image",
-                                    f"{Path(entry['images_dir'], name.strip()).as_posix()} not found" + (f"; {hint}" if hint else ""))
+                refusal = self._refuse(place, "missing_image", f"{Path(entry['images_dir'], name.strip()).as_posix()} "
+                                                               "not found" + (f"; {hint}" if hint else ""))
+                break
             images.append(image)
-        turns = check_turns(row.get(self.opts["conversations_field"]), len(images))
-        if isinstance(turns, tuple):
-            return self._refuse(place, *turns)
+        if refusal is None:
+            turns = check_turns(row.get(self.opts["conversations_field"]), len(images))
+            if isinstance(turns, tuple):
+                refusal = self._refuse(place, *turns)
+        if refusal is not None:
+            for image in images:
+                self.set_aside(image, "image_of_refused_row", f"named by {place} ({refusal.reason})")
+            return refusal
         kept = {f: row[f] for f in self.opts["keep_fields"] if f in row}
         task = entry["task"]
         facts = dialogue(turns, task=task, question_type=QUESTION_TYPE[task], row=place,
@@ -133,11 +162,5 @@ class LlavaFormatReader(SourceReader):
                          meta={"dialogue": facts}, root=self.root, split_key="|".join(rels))
 
     def load(self, record: RawRecord) -> LoadedRecord:
-        media, sums = [], {}
-        for image in record.images:
-            m, im = read_image(image, record.rel(image))
-            media.append(m)
-            sums[record.rel(image)] = file_sha256(m, im.format, image)
-        return LoadedRecord(record=record, media=media, facts={"dialogues": [dict(record.meta["dialogue"])]},
-                            file_sha256=sums)
+        return load_dialogues(self, record, [dict(record.meta["dialogue"])])
 

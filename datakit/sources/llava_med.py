@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from datakit.registry import register_source
@@ -40,6 +41,9 @@ class LlavaMedReader(LlavaFormatReader):
         "keep_fields": ["domain"],
         "image_urls": "data/llava_med_image_urls.jsonl",
     }
+
+    def index_files(self) -> list[Path]:
+        return [*super().index_files(), self.root / self.opts["image_urls"]]
 
     @cached_property
     def _urls(self) -> dict[str, str]:

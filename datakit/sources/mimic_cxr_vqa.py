@@ -24,20 +24,25 @@ Decisions:
 * Refused rows, named ``<file>[<index>]``: ``bad_json``, ``missing_answer`` (no ``answer`` key:
   the answer-less release files), ``missing_field`` (question or image path), ``bad_answer``
   (not a list of strings), ``missing_image``, ``bad_image_path``, ``missing_file``.
+* Images are read through the one normalisation (``docs/normalisation.md``). Every file under the
+  top folder is a manifest row: the listed JSON files are read; an image that only refused rows
+  name is ``ignored`` as ``image_of_refused_row``; an image no row names (MIMIC-CXR-JPG holds far
+  more than the VQA set asks about) as ``image_not_named``; another JSON file (``valid.json``,
+  the answer-less release files) as ``file_not_selected``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from datakit.errors import Rejected
-from datakit.media import read_image
 from datakit.record import LoadedRecord, RawRecord
 from datakit.registry import register_source
-from datakit.sources.base import Rejection, SourceReader, file_sha256
-from datakit.sources.dialogues import dialogue, local_image, one_turn, read_json_rows
+from datakit.sources.base import Rejection, SourceReader
+from datakit.sources.dialogues import (IMAGE_EXTS, JSON_EXTS, dialogue, load_dialogues, local_image, one_turn,
+                                       read_json_rows)
 
 QUESTION_TYPES = {"verify": "yes_no", "choose": "open", "query": "open"}
 NONE_ANSWER = "none"
@@ -55,6 +60,20 @@ class MimicCxrVqaReader(SourceReader):
 
     def _refuse(self, place: str, reason: str, detail: str = "") -> Rejection:
         return Rejection(source=self.name, record_id=place, path=place, reason=reason, detail=detail)
+
+    def index_files(self) -> list[Path]:
+        return [self.root / rel for rel in self.opts["files"]]
+
+    def input_exts(self) -> frozenset[str]:
+        return IMAGE_EXTS | JSON_EXTS
+
+    def unclaimed(self, rel: PurePosixPath) -> tuple[str, str, str]:
+        status, reason, detail = super().unclaimed(rel)
+        if reason != "not_in_layout":
+            return status, reason, detail
+        if rel.suffix.lower() in JSON_EXTS:
+            return "ignored", "file_not_selected", f"not one of the option files {self.opts['files']}"
+        return "ignored", "image_not_named", "no row of the selected files asks about it"
 
     def _question(self, place: str, row: Any) -> tuple[Path, dict[str, Any], str] | Rejection:
         if not isinstance(row, dict):
@@ -92,6 +111,7 @@ class MimicCxrVqaReader(SourceReader):
             for place, row, reason, detail in read_json_rows(self.root / rel, rel):
                 got = self._refuse(place, reason, detail) if row is None else self._question(place, row)
                 if isinstance(got, Rejection):
+                    self._set_aside_image(row, f"named by {place} ({got.reason})")
                     yield got
                     continue
                 image, facts, subject = got
@@ -104,8 +124,17 @@ class MimicCxrVqaReader(SourceReader):
             yield RawRecord(source=self.name, record_id=Path(rel).stem, modality=self.modality, images=(image,),
                             meta={"dialogues": questions}, root=self.root, split_key=patient[image] or None)
 
+    def _set_aside_image(self, row: Any, detail: str) -> None:
+        """The image a refused row names, if it is on disk: ``image_of_refused_row`` unless a
+        kept row names it too."""
+        image_rel = row.get("image_path") if isinstance(row, dict) else None
+        if isinstance(image_rel, str) and image_rel:
+            try:
+                image = local_image(self.root / self.opts["images_dir"], image_rel, "")
+            except Rejected:
+                return
+            if image.is_file():
+                self.set_aside(image, "image_of_refused_row", detail)
+
     def load(self, record: RawRecord) -> LoadedRecord:
-        image = record.images[0]
-        media, im = read_image(image, record.rel(image))
-        return LoadedRecord(record=record, media=[media], facts={"dialogues": list(record.meta["dialogues"])},
-                            file_sha256={record.rel(image): file_sha256(media, im.format, image)})
+        return load_dialogues(self, record, list(record.meta["dialogues"]))

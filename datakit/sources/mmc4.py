@@ -33,6 +33,11 @@ Decisions:
 * Text: sentences stripped, empty ones dropped; a literal ``<image>`` in the web text becomes
   ``<IMAGE>`` so markers stay one per image (VILA does the same). Documents sharing a URL share a
   split key (``could_have_url_duplicate``); near-duplicate texts are the merge's MinHash dedup.
+* Images are read through the one normalisation (``docs/normalisation.md``; ``max_pixels``,
+  ``max_side``). Every file under the top folder is a manifest row: the shards are read; an
+  image on disk that its document trims is ``ignored`` as ``image_trimmed`` (the detail names the
+  document row and the trim reason), one whose document is refused as
+  ``image_of_refused_document``.
 """
 
 from __future__ import annotations
@@ -47,11 +52,11 @@ from pathlib import Path
 from typing import Any
 
 from datakit.errors import Rejected
-from datakit.media import read_image
 from datakit.record import LoadedRecord, RawRecord
 from datakit.registry import register_source
 from datakit.sample import IMAGE_TOKEN
-from datakit.sources.base import Rejection, SourceReader, file_sha256, natural_key
+from datakit.sources.base import Rejection, SourceReader, natural_key
+from datakit.sources.dialogues import IMAGE_EXTS
 
 ESCAPED_MARKER = "<IMAGE>"
 _SHARD = re.compile(r"shard_(\d+)")
@@ -93,9 +98,18 @@ class Mmc4Reader(SourceReader):
     def _refuse(self, place: str, reason: str, detail: str = "") -> Rejection:
         return Rejection(source=self.name, record_id=place, path=place, reason=reason, detail=detail)
 
-    def discover(self) -> Iterator[RawRecord | Rejection]:
+    def _shards(self) -> list[Path]:
         shards = [p for p in self.root.glob(self.opts["docs_glob"]) if p.name.endswith((".jsonl", ".jsonl.zip"))]
-        for path in sorted(shards, key=lambda p: natural_key(p.name)):
+        return sorted(shards, key=lambda p: natural_key(p.name))
+
+    def index_files(self) -> list[Path]:
+        return self._shards()
+
+    def input_exts(self) -> frozenset[str]:
+        return IMAGE_EXTS | {".jsonl", ".zip"}
+
+    def discover(self) -> Iterator[RawRecord | Rejection]:
+        for path in self._shards():
             yield from self._discover_shard(path)
 
     def _discover_shard(self, path: Path) -> Iterator[RawRecord | Rejection]:
@@ -122,9 +136,15 @@ class Mmc4Reader(SourceReader):
             except ValueError as e:
                 yield self._refuse(place, "bad_json", str(e))
                 continue
-            if isinstance(doc, dict) and isinstance(doc.get("image_info"), list):
-                named.update(i.get("image_name") for i in doc["image_info"] if isinstance(i, dict))
-            yield self._document(place, f"{stem}:{number}", doc, on_disk)
+            names = [i.get("image_name") for i in doc["image_info"] if isinstance(i, dict)] \
+                if isinstance(doc, dict) and isinstance(doc.get("image_info"), list) else []
+            named.update(names)
+            item = self._document(place, f"{stem}:{number}", doc, on_disk)
+            if isinstance(item, Rejection):
+                for name in names:
+                    if isinstance(name, str) and name in on_disk:
+                        self.set_aside(on_disk[name], "image_of_refused_document", f"named by {place} ({item.reason})")
+            yield item
         for name in sorted(set(on_disk) - named, key=natural_key):
             yield self.reject(f"{stem}/{name}", on_disk[name], "image_without_document")
 
@@ -139,6 +159,7 @@ class Mmc4Reader(SourceReader):
             return self._refuse(place, "empty_document", "text_list holds no text")
         trimmed: Counter[str] = Counter()
         usable: list[tuple[float, int, str, int]] = []  # (similarity, image order, name, sentence)
+        set_aside: list[tuple[str, str]] = []  # (image on disk, why it is not used)
         for order, info in enumerate(doc["image_info"]):
             name, index, sim = info.get("image_name"), info.get("matched_text_index"), info.get("matched_sim", 0.0)
             if not isinstance(name, str) or not name or "/" in name:
@@ -147,8 +168,10 @@ class Mmc4Reader(SourceReader):
                 trimmed["missing_image"] += 1
             elif not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(sentences):
                 trimmed["bad_match_index"] += 1
+                set_aside.append((name, "bad_match_index"))
             elif not isinstance(sim, (int, float)) or sim < self.opts["min_similarity"]:
                 trimmed["below_similarity"] += 1
+                set_aside.append((name, "below_similarity"))
             else:
                 usable.append((float(sim), order, name, index))
         if not usable:
@@ -157,6 +180,9 @@ class Mmc4Reader(SourceReader):
             return self._refuse(place, reason, f"{len(doc['image_info'])} image(s): {dict(trimmed) or 'none listed'}")
         best = sorted(usable, key=lambda u: (-u[0], u[1]))[: self.opts["max_images"]]
         trimmed["over_max_images"] += len(usable) - len(best)
+        set_aside += [(u[2], "over_max_images") for u in usable if u not in best]
+        for name, why in set_aside:
+            self.set_aside(on_disk[name], "image_trimmed", f"trimmed from {place}: {why}")
         kept = sorted(best, key=lambda u: (u[3], u[1]))  # document order: sentence, then image order
         url = str(doc.get("url") or "")
         return RawRecord(
@@ -175,14 +201,14 @@ class Mmc4Reader(SourceReader):
         first_error: Rejected | None = None
         for image, sentence in zip(record.images, record.meta["placement"]):
             try:
-                m, im = read_image(image, record.rel(image))
+                read = self.read_image(record, image)
             except Rejected as e:
                 trimmed["unreadable_image"] += 1
                 first_error = first_error or e
                 continue
-            media.append(m)
+            media.append(read.media)
             placement.append(sentence)
-            sums[record.rel(image)] = file_sha256(m, im.format, image)
+            sums[record.rel(image)] = read.file_sha256
         if not media:
             assert first_error is not None
             raise Rejected("no_readable_images", first_error.path, f"{first_error.reason}: {first_error.detail}")

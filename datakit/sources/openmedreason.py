@@ -21,39 +21,31 @@ Decisions:
   and at load ``missing_image`` (an empty image cell), ``corrupt_image``/``truncated_image``. A
   file without the columns is ``bad_parquet`` as a whole. The provenance names the parquet file,
   its sha256 and the row.
+* The embedded image bytes go through the one normalisation (``docs/normalisation.md``,
+  ``datakit.normalise.normalise_image_bytes``): PNG/JPEG kept as they are when nothing needs
+  changing, ``max_pixels``/``max_side`` honoured, ``provenance.normalisation`` recorded.
+* Every file under the top folder is a manifest row: the train parquet files are read; another
+  parquet file (the test split) is ``ignored`` as ``file_not_selected``.
 """
 
 from __future__ import annotations
 
 import bisect
 import hashlib
-import io
 from collections.abc import Iterator
-from pathlib import Path
+from fnmatch import fnmatch
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from datakit.cot import COT_INSTRUCTION, LETTERS, parse_reply, render_reply, split_options
 from datakit.errors import Rejected
-from datakit.media import decode_image
-from datakit.record import LoadedRecord, Media, RawRecord
+from datakit.record import LoadedRecord, RawRecord
 from datakit.registry import register_source
 from datakit.sample import IMAGE_TOKEN
 from datakit.sources.base import Rejection, SourceReader
 from datakit.sources.dialogues import dialogue
 
 COLUMNS = ("image", "question", "reasoning", "answer")
-_STORED_AS_READ = {"PNG": "png", "JPEG": "jpg"}
-
-
-def image_media(data: bytes, where: str) -> Media:
-    """Embedded image bytes as a ``Media``: PNG/JPEG kept as they are, anything else as PNG."""
-    im = decode_image(data, where)
-    ext = _STORED_AS_READ.get(im.format or "")
-    if ext is None:
-        buf = io.BytesIO()
-        im.convert("RGB").save(buf, format="PNG", optimize=False, compress_level=6)
-        data, ext = buf.getvalue(), "png"
-    return Media(data=data, ext=ext, width=im.width, height=im.height)
 
 
 @register_source
@@ -70,10 +62,22 @@ class OpenMedReasonReader(SourceReader):
     def _refuse(self, place: str, reason: str, detail: str = "") -> Rejection:
         return Rejection(source=self.name, record_id=place, path=place, reason=reason, detail=detail)
 
+    def index_files(self) -> list[Path]:
+        return sorted(self.root.glob(self.opts["files"]))
+
+    def input_exts(self) -> frozenset[str]:
+        return frozenset({".parquet"})
+
+    def unclaimed(self, rel: PurePosixPath) -> tuple[str, str, str]:
+        status, reason, detail = super().unclaimed(rel)
+        if reason == "not_in_layout" and not fnmatch(rel.as_posix(), self.opts["files"]):
+            return "ignored", "file_not_selected", f"does not match the option files {self.opts['files']!r} (train only)"
+        return status, reason, detail
+
     def discover(self) -> Iterator[RawRecord | Rejection]:
         import pyarrow.parquet as pq
 
-        files = sorted(self.root.glob(self.opts["files"]))
+        files = self.index_files()
         if not files:
             yield self._refuse(self.opts["files"], "missing_file", "no parquet file matches the option files")
         for path in files:
@@ -141,6 +145,6 @@ class OpenMedReasonReader(SourceReader):
         data = cell.get("bytes") if isinstance(cell, dict) else cell
         if not data:
             raise Rejected("missing_image", where, "the image cell holds no bytes")
-        media = image_media(bytes(data), where)
-        return LoadedRecord(record=record, media=[media], facts={"dialogues": [dict(record.meta["dialogue"])]},
+        image = self.read_image_bytes(bytes(data), where)
+        return LoadedRecord(record=record, media=[image.media], facts={"dialogues": [dict(record.meta["dialogue"])]},
                             file_sha256={rel: digest})

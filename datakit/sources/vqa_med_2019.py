@@ -24,19 +24,21 @@ Decisions:
   ``image_without_questions``; an absent QA file is ``missing_file``.
 * An answer holding ``#`` (the test references' separator of accepted answers) keeps its first
   alternative.
+* Images are read through the one normalisation (``docs/normalisation.md``). Every file under the
+  top folder is a manifest row: the QA and category files are read; a file outside ``split_dir``
+  (the validation or test set) is ``ignored`` as ``file_not_selected``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from datakit.media import read_image
 from datakit.record import LoadedRecord, RawRecord
 from datakit.registry import register_source
-from datakit.sources.base import Rejection, SourceReader, file_sha256, natural_key
-from datakit.sources.dialogues import dialogue, one_turn, yes_no_or_open
+from datakit.sources.base import Rejection, SourceReader, natural_key
+from datakit.sources.dialogues import dialogue, load_dialogues, one_turn, yes_no_or_open
 
 CATEGORIES = {"modality": "C1_Modality", "plane": "C2_Plane", "organ": "C3_Organ", "abnormality": "C4_Abnormality"}
 
@@ -80,6 +82,18 @@ class VqaMed2019Reader(SourceReader):
 
     def _refuse(self, place: str, reason: str, detail: str = "") -> Rejection:
         return Rejection(source=self.name, record_id=place, path=place, reason=reason, detail=detail)
+
+    def index_files(self) -> list[Path]:
+        split_dir = self.root / self.opts["split_dir"]
+        return [split_dir / self.opts["pairs_file"],
+                *(split_dir / self.opts["category_file"].format(prefix=p) for p in CATEGORIES.values())]
+
+    def unclaimed(self, rel: PurePosixPath) -> tuple[str, str, str]:
+        status, reason, detail = super().unclaimed(rel)
+        split_dir = PurePosixPath(self.opts["split_dir"])
+        if reason in ("not_in_layout", "unknown_extension") and split_dir not in rel.parents:
+            return "ignored", "file_not_selected", f"outside {split_dir}/ (the option split_dir: train split only)"
+        return status, reason, detail
 
     def _categories(self, split_dir: str) -> dict[tuple[str, str], str]:
         found: dict[tuple[str, str], str] = {}
@@ -128,7 +142,4 @@ class VqaMed2019Reader(SourceReader):
                             meta={"dialogues": questions[image_id]}, root=self.root)
 
     def load(self, record: RawRecord) -> LoadedRecord:
-        image = record.images[0]
-        media, im = read_image(image, record.rel(image))
-        return LoadedRecord(record=record, media=[media], facts={"dialogues": list(record.meta["dialogues"])},
-                            file_sha256={record.rel(image): file_sha256(media, im.format, image)})
+        return load_dialogues(self, record, list(record.meta["dialogues"]))
