@@ -38,6 +38,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
 from datakit.benchmarks import BenchItem, BenchmarkLayoutError, module, read_benchmark
+from datakit.benchmarks.items import LETTERS
 from datakit.converters.templates import vocabulary
 from datakit.record import LoadedRecord, RawRecord
 from datakit.sources.base import Rejection, SourceReader
@@ -149,7 +150,7 @@ class BenchmarkSplitReader(SourceReader):
         facts = {"benchmark": item.benchmark, "qid": item.qid, "split": item.split,
                  **({"answer_type": item.answer_type} if item.answer_type else {})}
         if item.task == "mcq":
-            lines = [f"{letter}. {text}" for letter, text in zip("ABCDEFGH", item.options)]
+            lines = [f"{letter}. {text}" for letter, text in zip(LETTERS, item.options)]
             question = "\n".join([item.question, *lines, vocabulary().phrase("mcq_instruction", item.lang)])
             reply = f"{item.answer_letter}. {item.answer}"
             return dialogue(one_turn(question, reply, len(item.media)), task="vqa", question_type="mcq", row=place,
