@@ -14,6 +14,7 @@ import argparse
 import hashlib
 import heapq
 import json
+import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -167,7 +168,8 @@ def _pick(shards: Sequence[Path], cfg: GRPOConfig, report: GRPOReport) -> list[_
             elif item > heaps[group][0]:
                 heapq.heapreplace(heaps[group], item)
     others = heaps["other"]
-    n_yes_no = round(len(others) * cfg.yes_no_share / (1.0 - cfg.yes_no_share))
+    # a cap: the largest count whose share of the result is at most yes_no_share (1e-9: float noise)
+    n_yes_no = math.floor(len(others) * cfg.yes_no_share / (1.0 - cfg.yes_no_share) + 1e-9)
     yes_no = sorted(heaps["yes_no"], reverse=True)[:n_yes_no]  # lowest ranks first
     first: dict[str, _Pick] = {}
     for p in sorted(others + yes_no, key=lambda p: (p.shard, p.extents[0][1])):

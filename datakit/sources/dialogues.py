@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 ROLES = ("human", "gpt")
 TASKS = ("caption", "instruction", "vqa", "cot")
-YES_NO = frozenset({"yes", "no"})
+YES_NO = frozenset({"yes", "no", "是", "否"})
 #: Extensions of the image files these releases hold, and of their JSON row files (lower case).
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp"})
 JSON_EXTS = frozenset({".json", ".jsonl"})
@@ -121,7 +121,7 @@ def dialogue(conversation: list[dict[str, str]], *, task: str, question_type: st
 
 
 def yes_no_or_open(answer: str) -> str:
-    """``yes_no`` for a bare yes/no answer, else ``open``."""
+    """``yes_no`` for a bare yes/no (是/否) answer, else ``open``."""
     return "yes_no" if answer.strip().rstrip(".").lower() in YES_NO else "open"
 
 

@@ -53,6 +53,8 @@ def test_stage1_is_an_interleaved_dataset_with_near_duplicate_documents_dropped(
     ("stage3", "vqa_med_2019", {"malformed_row", "missing_image", "image_without_questions"}),
     ("stage3", "mimic_cxr_vqa", {"missing_answer", "missing_image"}),
     ("stage3", "openmedreason", {"answer_mismatch", "no_options", "missing_image"}),
+    *(("stage3", source, {"missing_image"}) for source in ("vqa_rad", "slake", "path_vqa", "pmc_vqa", "iu_xray",
+                                                           "mimic_cxr")),
 ])
 def test_bad_inputs_are_manifest_rows_with_their_reason(stage_builds, recipe, source, reasons):
     rows = _manifest(stage_builds[recipe].out).filter((pl.col("kind") == "record") & (pl.col("source") == source))
@@ -64,7 +66,8 @@ def test_bad_inputs_are_manifest_rows_with_their_reason(stage_builds, recipe, so
 
 def test_stage3_holds_public_sets_and_counts_offline_cot_as_skipped(stage_builds):
     summary = stage_builds["stage3"].summary
-    for source in ("pubmedvision", "llava_med", "quilt_llava", "vqa_med_2019", "mimic_cxr_vqa", "openmedreason", "busi"):
+    for source in ("pubmedvision", "llava_med", "quilt_llava", "vqa_med_2019", "mimic_cxr_vqa", "openmedreason", "busi",
+                   "vqa_rad", "slake", "path_vqa", "pmc_vqa", "iu_xray", "mimic_cxr"):
         assert summary["sources"][source]["samples"] > 0, source
     assert summary["tasks"]["cot"] == 2 and summary["tasks"]["instruction"] > 0 and summary["tasks"]["vqa"] > 0
     skipped = _manifest(stage_builds["stage3"].out).filter(pl.col("status") == "skipped_llm")
