@@ -13,17 +13,41 @@ def canvas(h: int = 90, w: int = 120) -> np.ndarray:
 
 
 def test_lesion_in_upper_left() -> None:
+    # Wider than tall and off the diagonal, so swapping x and y anywhere changes an answer.
     m = canvas()
-    m[9:27, 12:36] = True  # rows 9-26, cols 12-35
+    m[6:24, 12:48] = True  # rows 6-23, cols 12-47
     facts = mask_facts(m)
     assert facts.count == 1 and facts.speckle == 0
     (c,) = facts.components
-    assert c.box_px == (12, 9, 36, 27)
-    assert c.box == (0.1, 0.1, 0.3, 0.3)
-    assert c.centroid == (0.2, 0.2)
-    assert c.area_px == 18 * 24
-    assert c.area_fraction == round(18 * 24 / (90 * 120), 4)
+    assert c.box_px == (12, 6, 48, 24)
+    assert c.box == (0.1, 0.067, 0.4, 0.267)
+    assert c.centroid == (0.25, 0.167)
+    assert c.area_px == 18 * 36
+    assert c.area_fraction == round(18 * 36 / (90 * 120), 4)
     assert c.region == "upper_left"
+
+
+@pytest.mark.parametrize("axis", ["x", "y"])
+@pytest.mark.parametrize(
+    "start, before, after",
+    [(25, "first", "second"), (55, "second", "third")],  # around 1/3 (30 px) and 2/3 (60 px) of 90
+)
+def test_centroids_either_side_of_a_third(axis: str, start: int, before: str, after: str) -> None:
+    """A 9-px-wide block centred half a pixel before, then after, each third's boundary: 0.328
+    vs 0.339 of the width around 1/3, 0.661 vs 0.672 around 2/3; the other axis sits at 0.15."""
+    names = {"x": {"first": "left", "second": "centre", "third": "right"},
+             "y": {"first": "upper", "second": "middle", "third": "lower"}}[axis]
+    for shift, third in ((0, before), (1, after)):
+        m = canvas(90, 90)
+        lo = start + shift
+        if axis == "x":
+            m[9:18, lo : lo + 9] = True
+            expected = f"upper_{names[third]}"
+        else:
+            m[lo : lo + 9, 9:18] = True
+            expected = f"{names[third]}_left"
+        (c,) = mask_facts(m).components
+        assert c.region == expected, (axis, lo, c.centroid)
 
 
 def test_two_lesions_largest_first() -> None:
