@@ -147,7 +147,7 @@ def _cosmic_ray(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([str(BIN / "cosmic-ray"), *args], cwd=cwd, capture_output=True, text=True)
 
 
-def run_target(target: Target, tree: Path, out: Path, earlier: dict | None = None) -> dict:
+def run_target(target: Target, tree: Path, out: Path, earlier: dict | None = None, resume: bool = False) -> dict:
     tests, missing = present_tests(target, tree)
     if missing:
         print(f"  {target.name}: not in this tree (yet): {' '.join(missing)}")
@@ -167,13 +167,14 @@ def run_target(target: Target, tree: Path, out: Path, earlier: dict | None = Non
         f"excluded-modules = []\ntest-command = {json.dumps(command)}\n\n"
         '[cosmic-ray.distributor]\nname = "local"\n', encoding="utf-8")
     session = out / f"{target.name}.sqlite"
-    session.unlink(missing_ok=True)
-    init = _cosmic_ray("init", str(config), str(session), cwd=tree)
-    if init.returncode != 0:
-        return {"name": target.name, "module": target.module, "error": f"cosmic-ray init: {init.stderr[-2000:]}"}
-    spans = function_lines(tree / target.module, target.functions) if target.functions else []
-    only = None if earlier is None else {(s["operator"], s["occurrence"]) for s in earlier["survivors"]}
-    skip_filtered(session, spans, only)
+    if not (resume and session.exists()):  # else cosmic-ray goes on with the pending mutants
+        session.unlink(missing_ok=True)
+        init = _cosmic_ray("init", str(config), str(session), cwd=tree)
+        if init.returncode != 0:
+            return {"name": target.name, "module": target.module, "error": f"cosmic-ray init: {init.stderr[-2000:]}"}
+        spans = function_lines(tree / target.module, target.functions) if target.functions else []
+        only = None if earlier is None else {(s["operator"], s["occurrence"]) for s in earlier["survivors"]}
+        skip_filtered(session, spans, only)
     start = time.monotonic()
     ran = _cosmic_ray("exec", str(config), str(session), cwd=tree)
     if ran.returncode != 0:
@@ -234,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", help="target name (repeatable); default all")
     parser.add_argument("--ref", help="run on the tree of this commit instead of the working tree")
     parser.add_argument("--recheck", type=Path, help="rerun only the survivors recorded in this results folder")
+    parser.add_argument("--resume", action="store_true", help="go on with an interrupted run's sessions")
     parser.add_argument("--out", type=Path, default=WORK, help="results folder (default build/mutation)")
     args = parser.parse_args(argv)
     targets = load_targets()
@@ -245,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     tree = out / "tree"
-    copy_tree(args.ref, tree)
+    copy_tree(args.ref, tree)  # fresh, also after a killed run left a mutant on disk
     os.environ["PYTHONPATH"] = str(tree)
     os.environ.setdefault("TQDM_DISABLE", "1")
     failed = False
@@ -260,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
             if "error" in earlier:  # no scores to build on (e.g. no related tests then): run all
                 print(f"  {target.name}: the earlier run has no scores, running every mutant")
                 earlier = None
-        result = run_target(target, tree, out, earlier)
+        result = run_target(target, tree, out, earlier, resume=args.resume)
         result["ref"] = args.ref or "working tree"
         (out / f"{target.name}.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
         if "error" in result:
