@@ -163,3 +163,53 @@ def test_config_validation() -> None:
         GeometryConfig(small_below=0.2, large_from=0.1)
     with pytest.raises(ValueError, match="2-D"):
         mask_facts(np.zeros((4, 4, 3), dtype=bool))
+
+
+@pytest.mark.parametrize(
+    "options, ok",
+    [
+        ({"centre_tolerance": 0.0}, True),
+        ({"centre_tolerance": 0.15}, True),
+        ({"centre_tolerance": 1 / 6}, False),  # the centre box would leave the middle third
+        ({"centre_tolerance": 0.2}, False),
+        ({"min_fraction": 0.0}, True),
+        ({"min_fraction": 1.0}, False),
+        ({"min_fraction": 1.5}, False),
+        ({"small_below": 0.0}, False),
+        ({"small_below": 0.05, "large_from": 0.05}, True),  # no medium class, allowed
+        ({"large_from": 1.0}, False),
+        ({"large_from": 1.5}, False),
+    ],
+)
+def test_config_bounds(options: dict, ok: bool) -> None:
+    if ok:
+        assert GeometryConfig(**options)
+    else:
+        with pytest.raises(ValueError, match=next(iter(options)) if len(options) == 1 else "small_below"):
+            GeometryConfig(**options)
+
+
+def test_empty_dimensions_are_refused_and_thin_masks_are_not() -> None:
+    for shape in ((0, 5), (5, 0)):
+        with pytest.raises(ValueError, match=r"empty dimension: shape \(\d, \d\)"):
+            mask_facts(np.zeros(shape, dtype=bool))
+    for shape in ((1, 30), (30, 1)):
+        facts = mask_facts(np.ones(shape, dtype=bool))
+        assert (facts.height, facts.width) == shape and facts.count == 1
+
+
+def test_region_boundaries_exactly() -> None:
+    # exactly on the centre box's edge counts as centre (0.625 - 0.5 is exact in binary)
+    assert region_of(0.625, 0.375, centre_tolerance=0.125) == "centre"
+    assert region_of(0.375, 0.625, centre_tolerance=0.125) == "centre"
+    assert region_of(0.625 + 1e-9, 0.5, centre_tolerance=0.125) == "middle_centre"
+    # on 1/3 or 2/3 a coordinate falls in the later third, on either axis
+    assert region_of(1 / 3, 2 / 3) == "lower_centre"
+    assert region_of(1 / 3 - 1e-9, 2 / 3 - 1e-9) == "middle_left"
+
+
+def test_equal_areas_in_one_row_ordered_left_to_right() -> None:
+    m = canvas()
+    m[10:20, 90:100] = True  # upper right
+    m[10:20, 10:20] = True  # upper left, same area and row
+    assert [c.region for c in mask_facts(m).components] == ["upper_left", "upper_right"]

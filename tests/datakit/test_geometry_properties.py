@@ -73,8 +73,8 @@ def observed(c) -> dict:
 
 @st.composite
 def masks(draw, max_side: int = 24) -> np.ndarray:
-    h = draw(st.integers(3, max_side))
-    w = draw(st.integers(3, max_side))
+    h = draw(st.integers(1, max_side))
+    w = draw(st.integers(1, max_side))
     mask = np.zeros((h, w), dtype=bool)
     for _ in range(draw(st.integers(0, 5))):
         y0, x0 = draw(st.integers(0, h - 1)), draw(st.integers(0, w - 1))
@@ -94,6 +94,7 @@ def test_components_match_flood_fill(mask: np.ndarray, min_pixels: int, toleranc
     kept = [p for p in parts if len(p) >= min_pixels]
     want = [reference(p, h, w, config) for p in kept]
     assert facts.count == len(kept) and facts.speckle == len(parts) - len(kept)
+    assert (facts.height, facts.width) == (h, w)
     assert sorted(map(observed, facts.components), key=repr) == sorted(
         ({k: v for k, v in r.items() if k != "centroid"} for r in want), key=repr)
     by_box = {r["box_px"] + (r["area_px"],): r for r in want}
