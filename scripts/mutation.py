@@ -114,6 +114,13 @@ def configure(work: Path, target: Target, tests: list[str]) -> None:
         "only_mutate": [target.module],
         "also_copy": [p for p in (*PACKAGES, "shards", "scripts") if p != package],
         "pytest_add_cli_args": ["-p", "no:cacheprovider"],
+        # mutmut limits a mutant's CPU seconds to (tests' measured time + constant) * multiplier * 2.
+        # The measured time leaves out session fixtures (a whole build) that each forked mutant
+        # redoes, and CPU seconds add up over threads: with the defaults (1, 15) builds "time out"
+        # without any fault, which would count as kills. 10 s covers a fixture; an endless loop is
+        # still stopped within a minute or two.
+        "timeout_constant": 10.0,
+        "timeout_multiplier": 3.0,
         "pytest_add_cli_args_test_selection": tests,
     }
     lines = ["", "[tool.mutmut]", *(f"{k} = {json.dumps(v)}" for k, v in section.items())]
@@ -121,7 +128,7 @@ def configure(work: Path, target: Target, tests: list[str]) -> None:
         fh.write("\n".join(lines) + "\n")
 
 
-def run_target(target: Target, tree: Path, out: Path) -> dict:
+def run_target(target: Target, tree: Path, out: Path, jobs: int = 2) -> dict:
     base = {"name": target.name, "module": target.module}
     tests, missing = present_tests(target, tree)
     if missing:
@@ -135,8 +142,10 @@ def run_target(target: Target, tree: Path, out: Path) -> dict:
     configure(work, target, tests)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # mutmut puts mutants/ first
     env.setdefault("TQDM_DISABLE", "1")
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "POLARS_MAX_THREADS"):
+        env.setdefault(var, "1")  # two shared cores: one thread per mutant process
     start = time.monotonic()
-    ran = subprocess.run([str(MUTMUT), "run", "--max-children", "2", *target.patterns()], cwd=work, env=env,
+    ran = subprocess.run([str(MUTMUT), "run", "--max-children", str(jobs), *target.patterns()], cwd=work, env=env,
                          capture_output=True, text=True)
     seconds = time.monotonic() - start
     (out / f"{target.name}.log").write_text(ran.stdout + ran.stderr, encoding="utf-8")
@@ -171,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", action="append", help="target name (repeatable); default all")
     parser.add_argument("--ref", help="run on the tree of this commit instead of the working tree")
+    parser.add_argument("--jobs", type=int, default=2, help="mutants tested at once (default 2)")
     parser.add_argument("--out", type=Path, default=WORK, help="results folder (default build/mutation)")
     args = parser.parse_args(argv)
     if not MUTMUT.exists():
@@ -191,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{target.name}: {target.module} is not in this tree, skipped")
             continue
         print(f"{target.name}: mutating {target.module} ...", flush=True)
-        result = run_target(target, tree, out)
+        result = run_target(target, tree, out, jobs=args.jobs)
         result["ref"] = args.ref or "working tree"
         (out / f"{target.name}.json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n",
                                                  encoding="utf-8")
