@@ -16,6 +16,7 @@ survivor (killed by a new test, or equivalent).
     python scripts/mutation.py                   # every target, at the working tree
     python scripts/mutation.py --only geometry   # one target (repeatable)
     python scripts/mutation.py --ref 7b3e54c     # the tree of a commit (the "before" scores)
+    python scripts/mutation.py --keep ...        # reuse earlier verdicts (after a timeout change)
 """
 
 from __future__ import annotations
@@ -117,9 +118,10 @@ def configure(work: Path, target: Target, tests: list[str]) -> None:
         # mutmut limits a mutant's CPU seconds to (tests' measured time + constant) * multiplier * 2.
         # The measured time leaves out session fixtures (a whole build) that each forked mutant
         # redoes, and CPU seconds add up over threads: with the defaults (1, 15) builds "time out"
-        # without any fault, which would count as kills. 10 s covers a fixture; an endless loop is
-        # still stopped within a minute or two.
-        "timeout_constant": 10.0,
+        # without any fault, which would count as kills; mutmut also stops a mutant at half the limit
+        # in wall time, which a loaded machine reaches too. 60 s covers both; an endless loop is
+        # still stopped within three minutes.
+        "timeout_constant": 60.0,
         "timeout_multiplier": 3.0,
         "pytest_add_cli_args_test_selection": tests,
     }
@@ -128,7 +130,7 @@ def configure(work: Path, target: Target, tests: list[str]) -> None:
         fh.write("\n".join(lines) + "\n")
 
 
-def run_target(target: Target, tree: Path, out: Path, jobs: int = 2) -> dict:
+def run_target(target: Target, tree: Path, out: Path, jobs: int = 2, keep: bool = False) -> dict:
     base = {"name": target.name, "module": target.module}
     tests, missing = present_tests(target, tree)
     if missing:
@@ -136,9 +138,14 @@ def run_target(target: Target, tree: Path, out: Path, jobs: int = 2) -> dict:
     if not any(a.startswith("tests/") for a in tests):
         return {**base, "error": "no test files in this tree"}
     work = out / target.name
-    if work.exists():
-        shutil.rmtree(work)
-    shutil.copytree(tree, work)
+    if keep and (work / "mutants").exists():
+        # mutmut keeps its verdicts and re-runs those a config change invalidates (timeouts)
+        text = (work / "pyproject.toml").read_text(encoding="utf-8")
+        (work / "pyproject.toml").write_text(text.split("\n[tool.mutmut]\n", 1)[0], encoding="utf-8")
+    else:
+        if work.exists():
+            shutil.rmtree(work)
+        shutil.copytree(tree, work)
     configure(work, target, tests)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # mutmut puts mutants/ first
     env.setdefault("TQDM_DISABLE", "1")
@@ -180,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", action="append", help="target name (repeatable); default all")
     parser.add_argument("--ref", help="run on the tree of this commit instead of the working tree")
+    parser.add_argument("--keep", action="store_true",
+                        help="reuse a target's earlier scratch copy and verdicts (re-runs only what changed, e.g. timeouts)")
     parser.add_argument("--jobs", type=int, default=2, help="mutants tested at once (default 2)")
     parser.add_argument("--out", type=Path, default=WORK, help="results folder (default build/mutation)")
     args = parser.parse_args(argv)
@@ -201,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{target.name}: {target.module} is not in this tree, skipped")
             continue
         print(f"{target.name}: mutating {target.module} ...", flush=True)
-        result = run_target(target, tree, out, jobs=args.jobs)
+        result = run_target(target, tree, out, jobs=args.jobs, keep=args.keep)
         result["ref"] = args.ref or "working tree"
         (out / f"{target.name}.json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n",
                                                  encoding="utf-8")
