@@ -208,8 +208,14 @@ def test_region_boundaries_exactly() -> None:
     assert region_of(1 / 3 - 1e-9, 2 / 3 - 1e-9) == "middle_left"
 
 
-def test_equal_areas_in_one_row_ordered_left_to_right() -> None:
+def test_equal_areas_in_one_row_ordered_by_centroid_not_box() -> None:
+    """Equal areas and rows: the centroid decides, even where the boxes would order them the
+    other way (A's box starts further left, but A lies mostly to the right of B)."""
     m = canvas()
-    m[10:20, 90:100] = True  # upper right
-    m[10:20, 10:20] = True  # upper left, same area and row
-    assert [c.region for c in mask_facts(m).components] == ["upper_left", "upper_right"]
+    m[10:20, 60:70] = True  # A: a block on the right ...
+    m[9, 20:60] = m[20, 20:60] = True  # ... with two tails reaching left above and below B
+    m[12:18, 25:55] = True  # B: 180 px like A, centroid left of A's, box starting right of A's
+    a, b = sorted(mask_facts(m).components, key=lambda c: c.box_px)
+    assert a.area_px == b.area_px == 180 and a.centroid[1] == b.centroid[1]
+    assert a.box_px[0] < b.box_px[0] and a.centroid[0] > b.centroid[0]
+    assert mask_facts(m).components == (b, a)
