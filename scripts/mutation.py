@@ -123,6 +123,10 @@ def configure(work: Path, target: Target, tests: list[str]) -> None:
         # still stopped within three minutes.
         "timeout_constant": 60.0,
         "timeout_multiplier": 3.0,
+        # Mutants fork from a server that imported the tests but ran none: forked straight from
+        # mutmut's main process (which ran them), polars' thread pool is dead in the child and the
+        # first query blocks forever (seen as timeouts in the manifest and build tests).
+        "process_isolation": "forkserver",
         "pytest_add_cli_args_test_selection": tests,
     }
     lines = ["", "[tool.mutmut]", *(f"{k} = {json.dumps(v)}" for k, v in section.items())]
