@@ -52,3 +52,14 @@ def test_same_numbers_in_every_process() -> None:
                               capture_output=True, text=True, check=True).stdout for h in ("1", "2")}
     assert len(outputs) == 1
     assert json.loads(outputs.pop()) == [derive_seed(7, "split", "busi:benign (3)"), rng_for(7, "x", "en").random()]
+
+
+def test_seed_is_the_documented_hash_of_the_parts() -> None:
+    """The construction is part of the shard contract (locks pin its bytes): SHA-256 of the parts'
+    ``str`` joined by U+001F, first 8 bytes big-endian. Another construction would be just as
+    random, and every property above would still hold, but every lock would change."""
+    import hashlib
+
+    for parts in ((7, "split", "busi:benign (3)"), ("病灶", 0, -1), ("",)):
+        digest = hashlib.sha256("\x1f".join(map(str, parts)).encode("utf-8")).digest()
+        assert derive_seed(*parts) == int.from_bytes(digest[:8], "big")
