@@ -48,6 +48,7 @@ class Target:
     module: str
     tests: tuple[str, ...]
     functions: tuple[str, ...] = ()
+    isolation: str = "fork"
 
     @property
     def dotted(self) -> str:
@@ -64,13 +65,13 @@ def load_targets(path: Path = TARGETS) -> list[Target]:
     doc = tomllib.loads(path.read_text(encoding="utf-8"))
     targets = []
     for raw in doc.get("target", []):
-        unknown = set(raw) - {"name", "module", "tests", "functions"}
+        unknown = set(raw) - {"name", "module", "tests", "functions", "isolation"}
         if unknown:
             raise SystemExit(f"{path}: target {raw.get('name')!r} has unknown key(s) {sorted(unknown)}")
         if raw["module"].split("/", 1)[0] not in PACKAGES:
             raise SystemExit(f"{path}: target {raw['name']!r}: module must be under {PACKAGES}")
         targets.append(Target(name=raw["name"], module=raw["module"], tests=tuple(raw["tests"]),
-                              functions=tuple(raw.get("functions", ()))))
+                              functions=tuple(raw.get("functions", ())), isolation=raw.get("isolation", "fork")))
     names = [t.name for t in targets]
     if len(names) != len(set(names)):
         raise SystemExit(f"{path}: target names repeat: {names}")
@@ -123,10 +124,10 @@ def configure(work: Path, target: Target, tests: list[str]) -> None:
         # still stopped within three minutes.
         "timeout_constant": 60.0,
         "timeout_multiplier": 3.0,
-        # Mutants fork from a server that imported the tests but ran none: forked straight from
-        # mutmut's main process (which ran them), polars' thread pool is dead in the child and the
-        # first query blocks forever (seen as timeouts in the manifest and build tests).
-        "process_isolation": "forkserver",
+        # "forkserver" for modules whose tests use polars: forked straight from mutmut's main
+        # process (which ran the tests), polars' thread pool is dead in the child and the first
+        # query blocks forever (false timeouts). Slower, so only where needed.
+        "process_isolation": target.isolation,
         "pytest_add_cli_args_test_selection": tests,
     }
     lines = ["", "[tool.mutmut]", *(f"{k} = {json.dumps(v)}" for k, v in section.items())]
