@@ -97,3 +97,30 @@ def test_unknown_column_is_refused_and_frame_round_trips(tmp_path: Path) -> None
         sorted(frame.filter(pl.col("kind") == "sample")["id"])
     assert not list(tmp_path.glob("*.tmp"))
     assert Manifest().frame().height == 0
+
+
+def test_accounting_line_always_names_emitted_and_rejected() -> None:
+    m = Manifest()
+    m.add(kind="record", id="a", status="duplicate")
+    m.add(kind="sample", id="a#x", status="duplicate")
+    line = accounting_line(check_accounting(m, records_discovered=1, samples_converted=1))
+    assert line == ("accounting OK: records 1 = 0 emitted + 0 rejected + 1 duplicate; "
+                    "samples 1 = 0 emitted + 1 duplicate")
+
+
+def test_frame_has_the_schema_and_write_is_statistics_free(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from datakit.manifest import SCHEMA
+
+    assert dict(Manifest().frame().schema) == SCHEMA
+    m = Manifest()
+    m.add(kind="record", id="a", status="emitted")  # no distance or n_samples given: typed anyway
+    assert dict(m.frame().schema) == SCHEMA
+    path = tmp_path / "nested" / "deeper" / "manifest.parquet"
+    m.write(path)
+    meta = pq.ParquetFile(path).metadata
+    assert all(not meta.row_group(0).column(i).is_stats_set for i in range(meta.num_columns))
+    first = path.read_bytes()
+    m.write(path)
+    assert path.read_bytes() == first
