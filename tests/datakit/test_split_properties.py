@@ -51,3 +51,18 @@ def test_val_share_follows_the_fraction_and_the_seed_matters(seed: int, val_frac
     assert abs(share - val_fraction) < 0.06  # binomial sd <= 0.016 for 1000 keys
     other = [assign_split(seed + 1, k, val_fraction) for k in keys]
     assert sum(a != b for a, b in zip(split, other)) > 0.25 * 2 * val_fraction * (1 - val_fraction) * len(keys)
+
+
+@settings(max_examples=50)
+@given(key=KEYS, seed=st.integers(0, 2**31))
+def test_val_is_the_half_open_interval_below_the_fraction(key: str, seed: int) -> None:
+    """A key goes to val when its seeded draw (``unit_interval(seed, "split", key)``, the
+    documented construction that locks depend on) is below ``val_fraction``: at exactly its
+    draw it is still train."""
+    import math
+
+    from datakit.seeding import unit_interval
+
+    draw = unit_interval(seed, "split", key)
+    assert assign_split(seed, key, draw) == "train"
+    assert assign_split(seed, key, math.nextafter(draw, 2.0)) == "val"
