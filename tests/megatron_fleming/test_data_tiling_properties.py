@@ -74,3 +74,15 @@ def test_tiles_cut_the_resized_image_row_major(w: int, h: int, hi: int, seed: in
         assert np.array_equal(np.asarray(tile), whole[r * size : (r + 1) * size, c * size : (c + 1) * size])
     if plan.thumbnail:
         assert np.array_equal(np.asarray(tiles[-1]), np.asarray(image.resize((size, size), Image.BICUBIC)))
+
+
+def test_candidate_order_is_internvls_element_for_element() -> None:
+    """Equal-area grids keep the order of InternVL's set (its ``dynamic_preprocess`` sorts a set
+    comprehension by area), which decides exact ties such as (1,3) vs (3,1) at aspect 5/3: the
+    set is built here the way InternVL writes it, for every tile range up to 40."""
+    for lo in range(1, 25):
+        for hi in range(lo, 41):
+            internvl = sorted(set((i, j) for n in range(lo, hi + 1) for i in range(1, n + 1)
+                                  for j in range(1, n + 1) if i * j <= hi and i * j >= lo),
+                              key=lambda x: x[0] * x[1])
+            assert candidate_grids(lo, hi) == internvl, (lo, hi)
