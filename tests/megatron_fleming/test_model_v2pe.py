@@ -136,8 +136,9 @@ def test_mrope_layout_keeps_fp32_positions():
     three = mrope_position_ids(pos)
     assert three.shape == (3, 1, 4) and three.dtype == torch.float32
     assert all(torch.equal(three[k], pos) for k in range(3))
-    as_int = mrope_position_ids(torch.arange(5).view(1, 5))
-    assert as_int.dtype == torch.float32 and as_int[2, 0].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+    as_int = mrope_position_ids(torch.arange(10).view(2, 5))  # a batch of two rows
+    assert as_int.shape == (3, 2, 5) and as_int.dtype == torch.float32
+    assert as_int[2, 1].tolist() == [5.0, 6.0, 7.0, 8.0, 9.0]
     with pytest.raises(TypeError, match=r"position_ids are torch.bfloat16; V2PE positions must stay fp32 "
                                         r"\(megatron's Float16Module casts positional inputs to bf16"):
         mrope_position_ids(pos.to(torch.bfloat16))
