@@ -104,3 +104,30 @@ def test_many_lost_samples_are_listed_twenty_at_most(release: Path) -> None:
     (release / "train" / "shard-000002.tar").unlink()
     missing = [p for p in compare_with_lock(release, lock) if "sample missing" in p]
     assert missing == [f"train: sample missing: z-{i:02d}" for i in range(20)]
+
+
+def test_lock_file_format_is_fixed(tmp_path: Path) -> None:
+    path = tmp_path / "new" / "folder" / "r.lock"
+    write_lock(path, {"samples": {"train": ["病灶-1"]}, "recipe": "r"})
+    write_lock(path, {"samples": {"train": ["病灶-1"]}, "recipe": "r"})  # an existing folder is fine
+    assert path.read_bytes().decode("utf-8") == '{\n "recipe": "r",\n "samples": {\n  "train": [\n   "病灶-1"\n  ]\n }\n}\n'
+
+
+def test_messages_and_whole_splits(release: Path) -> None:
+    lock = locked(release)
+    before = json.loads(lock.read_text())
+    tar = release / "train" / "shard-000001.tar"
+    data = bytearray(tar.read_bytes())
+    data[600] ^= 0x01
+    tar.write_bytes(bytes(data))
+    shutil.rmtree(release / "val")  # a split gone entirely
+    shard(release / "test" / "shard-000000.tar", [f"t-{i:02d}" for i in range(25)])  # a split the lock lacks
+    after = make_lock(release, "demo", 7)
+    problems = compare_with_lock(release, lock)
+    rel = "train/shard-000001.tar"
+    assert f"checksum differs: {rel} (lock {before['files'][rel][:12]}, build {after['files'][rel][:12]})" in problems
+    assert "missing file val/shard-000000.tar" in problems and "val: sample missing: d-4" in problems
+    assert [p for p in problems if p.startswith("test: unexpected sample")] == \
+        [f"test: unexpected sample: t-{i:02d}" for i in range(20)]
+    assert problems[-1] == (f"release checksum differs (lock {before['release_sha256'][:12]}, "
+                            f"build {after['release_sha256'][:12]})")

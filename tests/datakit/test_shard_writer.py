@@ -93,3 +93,29 @@ def test_stale_temporaries_are_removed(tmp_path: Path) -> None:
     assert remove_stale_temporaries(tmp_path) == 2
     assert [p.name for p in (tmp_path / "train").iterdir()] == ["shard-000000.tar"]
     assert remove_stale_temporaries(tmp_path / "missing") == 0
+
+
+def test_archive_size_is_members_plus_two_zero_blocks(tmp_path: Path) -> None:
+    samples = {"k1": {"json": b"x" * 700, "0.png": b""}, "k2": {"json": b"y" * 512}}
+    path = tmp_path / "a" / "b" / "shard.tar"  # folders are created
+    write(path, samples)
+    members = [v for parts in samples.values() for v in parts.values()]
+    assert path.stat().st_size == sum(BLOCK + -(-len(v) // BLOCK) * BLOCK for v in members) + 2 * BLOCK
+
+
+def test_iter_samples_reads_foreign_tars_with_folders(tmp_path: Path) -> None:
+    """A tar written by another tool: folder entries are skipped (not the end), members in
+    sub-folders are keyed by their file name."""
+    import io
+
+    path = tmp_path / "foreign.tar"
+    with tarfile.open(path, "w") as tar:
+        for name, data in (("d", None), ("d/e/a.json", b"1"), ("d/e/a.txt", b"2"), ("d", None), ("b.json", b"3")):
+            info = tarfile.TarInfo(name)
+            if data is None:
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    assert list(iter_samples(path)) == [("a", {"json": b"1", "txt": b"2"}), ("b", {"json": b"3"})]
