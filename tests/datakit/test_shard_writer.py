@@ -34,7 +34,7 @@ def write(path: Path, samples: dict[str, dict[str, bytes]]) -> AtomicTarWriter:
     return w
 
 
-@settings(max_examples=60)
+@settings(max_examples=30)
 @given(samples=SAMPLES)
 def test_members_round_trip_through_tarfile(tmp_path_factory, samples) -> None:
     folder = tmp_path_factory.mktemp("tar")
