@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 TEST_STAMP := $(VENV)/.installed-test-stamp
 
-.PHONY: demo test test-slow bench install clean
+.PHONY: demo test test-slow bench mutation install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,12 @@ test-slow: $(TEST_STAMP)
 
 bench: $(STAMP)
 	for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# Mutation testing of the core modules (scripts/mutation_targets.toml): not in CI, minutes per
+# module on two cores; scores and survivors land in build/mutation/ (see docs/mutation.md).
+mutation: $(TEST_STAMP)
+	$(BIN)/pip install --quiet -e '.[test,mutation]'
+	nice -n 15 $(BIN)/python scripts/mutation.py
 
 clean:
 	rm -rf shards/*/ build *.egg-info

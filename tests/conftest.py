@@ -8,12 +8,20 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_SOURCES = REPO / "datakit" / "sample_sources"
 BIN = Path(sys.executable).parent
 
 os.environ.setdefault("TQDM_DISABLE", "1")
+
+# Property tests draw the same examples on every run and machine (derandomize), keep no example
+# database, and have no per-example deadline (two shared cores make timings noisy): CI cannot
+# flake on them, and each test bounds its own max_examples.
+settings.register_profile("fleming", derandomize=True, database=None, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("fleming")
 
 
 @pytest.fixture(scope="session")

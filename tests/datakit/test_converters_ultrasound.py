@@ -98,16 +98,17 @@ def answer_pool(s: Sample) -> str:
 
 def test_one_lesion_upper_left() -> None:
     m = blank()
-    m[6:18, 9:27] = True  # box (9, 6, 27, 18) of 90 x 60 -> [0.100, 0.100, 0.300, 0.300]
+    # wider than tall and off the diagonal, so an x/y swap changes the box
+    m[3:15, 9:36] = True  # box (9, 3, 36, 15) of 90 x 60 -> [0.100, 0.050, 0.400, 0.250]
     out = run(SPATIAL, busi(m))
     assert out[("lesion_presence", "en")].answer == "yes" and out[("lesion_presence", "zh")].answer == "是"
     for lang in ("en", "zh"):
         assert answer_pool(out[("lesion_count", lang)]) == "answer_one"
-        assert "[0.100, 0.100, 0.300, 0.300]" in reply(out[("lesion_bbox", lang)])
+        assert "[0.100, 0.050, 0.400, 0.250]" in reply(out[("lesion_bbox", lang)])
     assert "upper-left" in reply(out[("lesion_location", "en")])
     assert "not to the patient" in reply(out[("lesion_location", "en")])  # image left, said so
     assert "左上方" in reply(out[("lesion_location", "zh")])
-    assert "4.0%" in reply(out[("lesion_size", "en")]) and "4.0%" in reply(out[("lesion_size", "zh")])
+    assert "6.0%" in reply(out[("lesion_size", "en")]) and "6.0%" in reply(out[("lesion_size", "zh")])
 
 
 def test_two_lesions_both_reported() -> None:
@@ -299,12 +300,24 @@ def test_mcq_options(make, n_options: int) -> None:
 
 
 def test_mcq_is_reproducible() -> None:
-    a = [s.json_bytes() for s in LABELS.fn(busi(blank(), "normal"), ConvertContext(seed=11, tasks=LABELS.tasks))]
-    b = [s.json_bytes() for s in LABELS.fn(busi(blank(), "normal"), ConvertContext(seed=11, tasks=LABELS.tasks))]
-    assert a == b and len(a) == 4
-    c = [s.json_bytes() for s in SPATIAL.fn(busi(blank(), "normal"), ConvertContext(seed=11, tasks=SPATIAL.tasks))]
-    d = [s.json_bytes() for s in SPATIAL.fn(busi(blank(), "normal"), ConvertContext(seed=11, tasks=SPATIAL.tasks))]
-    assert c == d
+    """Over many records, so an unseeded shuffle cannot pass by luck: two calls of a 3-option MCQ
+    agree by chance 1 time in 6 per record, (1/6)^40 for all forty; four options, (1/24)^40."""
+
+    def samples(conv, loaded: LoadedRecord, seed: int) -> list[bytes]:
+        return [s.json_bytes() for s in conv.fn(loaded, ConvertContext(seed=seed, tasks=conv.tasks))]
+
+    records = [busi(blank(), "normal", n) for n in range(40)]
+    records += [dermoscopy(("bcc", "mel", "nev", "ack")[n % 4], n) for n in range(40)]
+    first = [samples(LABELS, r, 11) for r in records]
+    assert first == [samples(LABELS, r, 11) for r in records]
+    assert all(len(a) == 4 for a in first)
+    # the seed is used: another seed reorders the options of some records
+    assert sum(a != b for a, b in zip(first, [samples(LABELS, r, 12) for r in records])) > 10
+    m = blank()
+    m[10:30, 20:50] = True
+    lesions = [busi(m, "benign", n) for n in range(20)]
+    spatial = [samples(SPATIAL, r, 11) for r in lesions]
+    assert spatial == [samples(SPATIAL, r, 11) for r in lesions]
 
 
 def test_open_diagnosis_and_provenance() -> None:

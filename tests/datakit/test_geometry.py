@@ -13,17 +13,41 @@ def canvas(h: int = 90, w: int = 120) -> np.ndarray:
 
 
 def test_lesion_in_upper_left() -> None:
+    # Wider than tall and off the diagonal, so swapping x and y anywhere changes an answer.
     m = canvas()
-    m[9:27, 12:36] = True  # rows 9-26, cols 12-35
+    m[6:24, 12:48] = True  # rows 6-23, cols 12-47
     facts = mask_facts(m)
     assert facts.count == 1 and facts.speckle == 0
     (c,) = facts.components
-    assert c.box_px == (12, 9, 36, 27)
-    assert c.box == (0.1, 0.1, 0.3, 0.3)
-    assert c.centroid == (0.2, 0.2)
-    assert c.area_px == 18 * 24
-    assert c.area_fraction == round(18 * 24 / (90 * 120), 4)
+    assert c.box_px == (12, 6, 48, 24)
+    assert c.box == (0.1, 0.067, 0.4, 0.267)
+    assert c.centroid == (0.25, 0.167)
+    assert c.area_px == 18 * 36
+    assert c.area_fraction == round(18 * 36 / (90 * 120), 4)
     assert c.region == "upper_left"
+
+
+@pytest.mark.parametrize("axis", ["x", "y"])
+@pytest.mark.parametrize(
+    "start, before, after",
+    [(25, "first", "second"), (55, "second", "third")],  # around 1/3 (30 px) and 2/3 (60 px) of 90
+)
+def test_centroids_either_side_of_a_third(axis: str, start: int, before: str, after: str) -> None:
+    """A 9-px-wide block centred half a pixel before, then after, each third's boundary: 0.328
+    vs 0.339 of the width around 1/3, 0.661 vs 0.672 around 2/3; the other axis sits at 0.15."""
+    names = {"x": {"first": "left", "second": "centre", "third": "right"},
+             "y": {"first": "upper", "second": "middle", "third": "lower"}}[axis]
+    for shift, third in ((0, before), (1, after)):
+        m = canvas(90, 90)
+        lo = start + shift
+        if axis == "x":
+            m[9:18, lo : lo + 9] = True
+            expected = f"upper_{names[third]}"
+        else:
+            m[lo : lo + 9, 9:18] = True
+            expected = f"{names[third]}_left"
+        (c,) = mask_facts(m).components
+        assert c.region == expected, (axis, lo, c.centroid)
 
 
 def test_two_lesions_largest_first() -> None:
@@ -139,3 +163,59 @@ def test_config_validation() -> None:
         GeometryConfig(small_below=0.2, large_from=0.1)
     with pytest.raises(ValueError, match="2-D"):
         mask_facts(np.zeros((4, 4, 3), dtype=bool))
+
+
+@pytest.mark.parametrize(
+    "options, ok",
+    [
+        ({"centre_tolerance": 0.0}, True),
+        ({"centre_tolerance": 0.15}, True),
+        ({"centre_tolerance": 1 / 6}, False),  # the centre box would leave the middle third
+        ({"centre_tolerance": 0.2}, False),
+        ({"min_fraction": 0.0}, True),
+        ({"min_fraction": 1.0}, False),
+        ({"min_fraction": 1.5}, False),
+        ({"small_below": 0.0}, False),
+        ({"small_below": 0.05, "large_from": 0.05}, True),  # no medium class, allowed
+        ({"large_from": 1.0}, False),
+        ({"large_from": 1.5}, False),
+    ],
+)
+def test_config_bounds(options: dict, ok: bool) -> None:
+    if ok:
+        assert GeometryConfig(**options)
+    else:
+        with pytest.raises(ValueError, match=next(iter(options)) if len(options) == 1 else "small_below"):
+            GeometryConfig(**options)
+
+
+def test_empty_dimensions_are_refused_and_thin_masks_are_not() -> None:
+    for shape in ((0, 5), (5, 0)):
+        with pytest.raises(ValueError, match=r"empty dimension: shape \(\d, \d\)"):
+            mask_facts(np.zeros(shape, dtype=bool))
+    for shape in ((1, 30), (30, 1)):
+        facts = mask_facts(np.ones(shape, dtype=bool))
+        assert (facts.height, facts.width) == shape and facts.count == 1
+
+
+def test_region_boundaries_exactly() -> None:
+    # exactly on the centre box's edge counts as centre (0.625 - 0.5 is exact in binary)
+    assert region_of(0.625, 0.375, centre_tolerance=0.125) == "centre"
+    assert region_of(0.375, 0.625, centre_tolerance=0.125) == "centre"
+    assert region_of(0.625 + 1e-9, 0.5, centre_tolerance=0.125) == "middle_centre"
+    # on 1/3 or 2/3 a coordinate falls in the later third, on either axis
+    assert region_of(1 / 3, 2 / 3) == "lower_centre"
+    assert region_of(1 / 3 - 1e-9, 2 / 3 - 1e-9) == "middle_left"
+
+
+def test_equal_areas_in_one_row_ordered_by_centroid_not_box() -> None:
+    """Equal areas and rows: the centroid decides, even where the boxes would order them the
+    other way (A's box starts further left, but A lies mostly to the right of B)."""
+    m = canvas()
+    m[10:20, 60:70] = True  # A: a block on the right ...
+    m[9, 20:60] = m[20, 20:60] = True  # ... with two tails reaching left above and below B
+    m[12:18, 25:55] = True  # B: 180 px like A, centroid left of A's, box starting right of A's
+    a, b = sorted(mask_facts(m).components, key=lambda c: c.box_px)
+    assert a.area_px == b.area_px == 180 and a.centroid[1] == b.centroid[1]
+    assert a.box_px[0] < b.box_px[0] and a.centroid[0] > b.centroid[0]
+    assert mask_facts(m).components == (b, a)

@@ -146,3 +146,15 @@ def test_qwen2_style_directory_without_tokenizer_json_loads_via_transformers(tok
     loaded = load_tokenizer(directory)
     text = _full_string(CONVERSATION, [1, 1], 2)
     assert loaded.encode(text) == tok.encode(text)
+
+
+def test_malformed_conversations_are_refused_by_name(tok):
+    r = PromptRenderer(tok, tokens_per_tile=1)
+    with pytest.raises(PromptError, match=r"^unknown conversation role 'bot'; expected 'human' or 'gpt' "
+                                          r"\(and 'system' first\)$"):
+        r.render([{"from": "bot", "value": "hi"}], [])
+    for turn in ({"from": "human", "value": None}, {"from": "gpt"}, "just text"):
+        with pytest.raises(PromptError, match=r"^a turn must be \{'from': \.\.\., 'value': str\}, got "):
+            r.render([turn], [])
+    with pytest.raises(PromptError, match=r"^the system turn's value must be a string, got 5$"):
+        r.render([{"from": "system", "value": 5}, *CONVERSATION[:2]], [1])

@@ -120,3 +120,36 @@ def test_bad_configs_are_refused():
         TilingConfig(min_tiles=3, max_tiles=2)
     with pytest.raises(ValueError, match="empty"):
         plan_tiles(0, 10, TilingConfig())
+
+
+def test_normalize_tiles_allocates_float32_and_fills_a_given_buffer():
+    from megatron_fleming.data.tiling import normalize_tiles
+
+    rng = np.random.default_rng(0)
+    array = rng.integers(0, 256, (2, 4, 5, 3), dtype=np.uint8)
+    expected = ((torch.from_numpy(array).permute(0, 3, 1, 2).float() / 255
+                 - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+    for tiles in (array, [Image.fromarray(a) for a in array]):  # an array or PIL tiles
+        got = normalize_tiles(tiles)
+        assert got.dtype == torch.float32 and got.shape == (2, 3, 4, 5)
+        assert torch.allclose(got, expected, atol=1e-6)
+    buffer = np.full((2, 3, 4, 5), np.nan, dtype=np.float32)
+    filled = normalize_tiles(array, out=buffer)
+    assert filled.data_ptr() == torch.from_numpy(buffer).data_ptr() and torch.equal(filled, normalize_tiles(array))
+
+
+def test_single_tile_plan_and_size_checks():
+    from megatron_fleming.data.tiling import single_tile_plan
+
+    plan = single_tile_plan(640, 480)
+    assert (plan.width, plan.height, plan.columns, plan.rows, plan.thumbnail, plan.num_tiles) == \
+        (640, 480, 1, 1, False, 1)
+    for w, h in ((0, 10), (10, 0), (-1, 5)):
+        with pytest.raises(ValueError, match=f"image size {w}x{h} is empty"):
+            plan_tiles(w, h, TilingConfig())
+    assert plan_tiles(1, 1, TilingConfig()).num_tiles == 1
+    with pytest.raises(ValueError, match=r"image is 30x20 but was planned as 20x30"):
+        tile_image(Image.new("RGB", (30, 20)), plan_tiles(20, 30, TilingConfig(image_size=8)), 8)
+    with pytest.raises(ValueError, match=r"tiling.image_size \(0\) must be positive"):
+        TilingConfig(image_size=0)
+    assert TilingConfig(image_size=1).image_size == 1

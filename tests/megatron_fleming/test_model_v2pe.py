@@ -111,3 +111,34 @@ def test_packed_row_equals_sequences_run_alone(model_checks):
     _, tensors = model_checks
     torch.testing.assert_close(tensors["logits_packed"], tensors["logits_separate"],
                                rtol=1e-5, atol=1e-5)
+
+
+def test_input_checks_name_what_is_wrong():
+    with pytest.raises(ValueError, match=r"^input_ids must be \[batch, seq\], got shape \(4,\)$"):
+        v2pe_position_ids(torch.zeros(4, dtype=torch.long), CTX, 1.0)
+    with pytest.raises(ValueError, match=r"^packed sequences \(cu_seqlens\) need a batch of one row$"):
+        v2pe_position_ids(torch.zeros(2, 4, dtype=torch.long), CTX, 1.0, cu_seqlens=torch.tensor([0, 4]))
+    row = torch.zeros(1, 6, dtype=torch.long)
+    for bounds in ([1, 6], [0, 7], [0, 4, 2, 6], [0, 2, 9]):
+        with pytest.raises(ValueError, match=rf"^cu_seqlens \[[\d, ]+\] do not partition a row of 6$"):
+            v2pe_position_ids(row, CTX, 1.0, cu_seqlens=torch.tensor(bounds))
+    # a partition ending exactly at the row's end is fine; one token alone is position 0
+    assert v2pe_position_ids(row, CTX, 0.5, cu_seqlens=torch.tensor([0, 1, 6])).tolist() == \
+        [[0.0, 0.0, 1.0, 2.0, 3.0, 4.0]]
+    assert v2pe_position_ids(ids(9), CTX, 0.5).tolist() == [[0.0]]
+    assert v2pe_position_ids(ids(CTX), CTX, 0.5).tolist() == [[-0.5]]
+
+
+def test_mrope_layout_keeps_fp32_positions():
+    from megatron_fleming.model.v2pe import mrope_position_ids
+
+    pos = v2pe_position_ids(ids(9, CTX, CTX, 9), CTX, 0.25)
+    three = mrope_position_ids(pos)
+    assert three.shape == (3, 1, 4) and three.dtype == torch.float32
+    assert all(torch.equal(three[k], pos) for k in range(3))
+    as_int = mrope_position_ids(torch.arange(10).view(2, 5))  # a batch of two rows
+    assert as_int.shape == (3, 2, 5) and as_int.dtype == torch.float32
+    assert as_int[2, 1].tolist() == [5.0, 6.0, 7.0, 8.0, 9.0]
+    with pytest.raises(TypeError, match=r"position_ids are torch.bfloat16; V2PE positions must stay fp32 "
+                                        r"\(megatron's Float16Module casts positional inputs to bf16"):
+        mrope_position_ids(pos.to(torch.bfloat16))
