@@ -20,6 +20,12 @@ SCHEMA = "fleming-vqa/1"
 IMAGE_TOKEN = "<image>"
 QUESTION_TYPES = frozenset({"mcq", "open", "yes_no", "caption", "summary", "report"})
 LANGS = frozenset({"en", "zh"})
+#: The one ``modality`` vocabulary of every sample (docs/data-quality.md): the imaging modality,
+#: whatever the storage form, so a CT volume is "ct" whether it came from M3D or from NIfTI.
+MODALITIES = frozenset({
+    "ultrasound", "x-ray", "ct", "mri", "fundus", "clinical_photo", "dermoscopy", "pathology",
+    "endoscopy", "microscopy", "oct", "video", "radiology", "mixed",
+})
 _KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
@@ -62,6 +68,8 @@ class Sample:
             raise ValueError(f"sample key {self.key!r} must match [A-Za-z0-9_-]+ (no dots)")
         if self.lang not in LANGS:
             raise ValueError(f"sample {self.key}: lang {self.lang!r} not in {sorted(LANGS)}")
+        if self.modality not in MODALITIES:
+            raise ValueError(f"sample {self.key}: modality {self.modality!r} not in {sorted(MODALITIES)}")
         if self.question_type not in QUESTION_TYPES:
             raise ValueError(f"sample {self.key}: question_type {self.question_type!r} unknown")
         n_tokens = sum(turn["value"].count(IMAGE_TOKEN) for turn in self.conversation)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from datakit import energon_format
+from datakit.llm.mcq_stem import cites_options, open_stem
 from datakit.llm.tarball import read_extents, scan_sample_tar
 from datakit.llm.validate import normalise
 from datakit.record import Media
@@ -32,8 +33,6 @@ ELIGIBLE = ("mcq", "open", "yes_no")
 _YES_NO = frozenset({"yes", "no", "是", "否", "是的", "不是"})
 _OPEN_INSTRUCTION = {"en": "Answer the question with a short phrase.", "zh": "请用简短的词语回答问题。"}
 _OPTIONS_LABEL = re.compile(r"(?:options|choices|选项)\s*[:：]?\s*$", re.IGNORECASE)
-_WHICH_EN = re.compile(r"\bwhich of the following(?: options)?\b", re.IGNORECASE)
-_WHICH_ZH = re.compile(r"(?:以下|下列)(?:选项中)?哪一?[个项种]")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -112,7 +111,9 @@ def mcq_to_open(d: dict[str, Any]) -> dict[str, Any] | str:
     stem = _OPTIONS_LABEL.sub("", human[: m.start()].rstrip()).rstrip()
     if not stem.replace(IMAGE_TOKEN, "").strip():
         return "mcq_without_stem"
-    stem = _WHICH_ZH.sub("什么", _WHICH_EN.sub(lambda w: "What" if w.group(0)[0].isupper() else "what", stem))
+    stem = open_stem(stem)
+    if cites_options(stem):
+        return "mcq_stem_cites_options"
     instruction = _OPEN_INSTRUCTION.get(d.get("lang", "en"), _OPEN_INSTRUCTION["en"])
     grpo = {"from": "mcq", "options": list(options), "mcq_answer": d.get("answer")}
     return {

@@ -52,7 +52,7 @@ def test_ct3d_accounting_languages_and_groups(built):
     assert {d["task"] for d in docs} == {"report", "vqa_mcq", "vqa_open", "plane_mcq", "plane_open",
                                          "label_mcq", "label_open"}
     for d in docs:
-        assert d["modality"] == "volume" and len(d["media"]) == 11
+        assert d["modality"] == "ct" and len(d["media"]) == 11
         assert d["lang"] == "en" or d["task"] in BILINGUAL_TASKS  # free text is English only
         assert d["conversations"][0]["value"].startswith("<image>\n" * 11)
     manifest = pl.read_parquet(built["ct3d"].out / "manifest.parquet").filter(pl.col("kind") == "sample")
