@@ -32,6 +32,7 @@ SCHEMA = {
     "lang": pl.Utf8,
     "group": pl.Utf8,
     "split": pl.Utf8,
+    "split_key": pl.Utf8,  # emitted samples: the patient/case/paper key their split was drawn by
     "shard": pl.Utf8,
     "duplicate_of": pl.Utf8,
     "stage": pl.Utf8,

@@ -1,8 +1,9 @@
 """Merging slices into the release: split, order, write shards, prepare, account.
 
 Runs once per build (locally after the pool, or as the SLURM merge task). Everything here is a
-function of the slice results and the recipe seed: groups go to train or val by a seeded hash
-(EN/ZH twins and all tasks of one record stay together), samples are ordered by a seeded hash
+function of the slice results and the recipe seed: split keys go to train or val by
+``datakit.splits`` (a patient's, case's or paper's records together, EN/ZH twins and all tasks of
+a record together, the releases' held-out splits in val), samples are ordered by a seeded hash
 of their key, and shards are cut every ``samples_per_shard`` samples.
 """
 
@@ -25,7 +26,8 @@ from datakit.manifest import Manifest, accounting_line, check_accounting
 from datakit.plan import BuildPlan
 from datakit.release import release_checksums
 from datakit.sample import canonical_json
-from datakit.seeding import derive_seed, unit_interval
+from datakit.seeding import derive_seed
+from datakit.splits import assign_split, assign_splits  # noqa: F401  (assign_split: public here too)
 from datakit.shard_writer import AtomicTarWriter
 from datakit.slices import slice_paths
 
@@ -36,12 +38,6 @@ class BuildResult:
     summary: dict[str, Any]
     checksums: dict[str, str] = field(default_factory=dict)
     release_sha256: str = ""
-
-
-def assign_split(seed: int, split_key: str, val_fraction: float) -> str:
-    """train/val by a seeded hash of the split key (the record's group unless the reader names a
-    patient/lesion/case key), so EN/ZH twins and related records never straddle the split."""
-    return "val" if unit_interval(seed, "split", split_key) < val_fraction else "train"
 
 
 def merge(plan: BuildPlan, work: Path, out: Path, extra: dict[str, Any] | None = None) -> BuildResult:
@@ -72,10 +68,11 @@ def merge(plan: BuildPlan, work: Path, out: Path, extra: dict[str, Any] | None =
     dedup = _deduplicate(plan, summaries, signatures, manifest)
     gone = {r.key for r in dedup.drops}
     by_split: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for s in summaries:
-        if s["key"] in gone:
-            continue
-        s["split"] = assign_split(plan.seed, s["split_key"], plan.recipe.val_fraction)
+    kept = [s for s in summaries if s["key"] not in gone]
+    splits = assign_splits(plan.seed, ((s["split_key"], s.get("official_split")) for s in kept),
+                           plan.recipe.val_fraction)
+    for s in kept:
+        s["split"] = splits[s["split_key"]]
         by_split[s["split"]].append(s)
 
     out.mkdir(parents=True, exist_ok=True)
@@ -90,7 +87,7 @@ def merge(plan: BuildPlan, work: Path, out: Path, extra: dict[str, Any] | None =
             for s in items[start : start + per]:
                 manifest.add(kind="sample", id=s["key"], source=s["source"], record_uid=s["record_uid"],
                              status="emitted", task=s["task"], lang=s["lang"], group=s["group"],
-                             split=split, shard=rel)
+                             split=split, shard=rel, split_key=s["split_key"])
     _remove_stale(out, set(shard_paths))
     energon_format.write_dataset_yaml(out, plan.recipe.name)
     if shard_paths:

@@ -172,8 +172,9 @@ class M3DCapReader(SourceReader):
                 yield self.reject(record_id, volume, "missing_report", "and no M3D-VQA question")
             else:
                 meta = {"report": report.relative_to(self.root).as_posix() if report else None, "questions": asked}
+                # one case's series (phases, planes) share a split: per case, not per series
                 yield RawRecord(source=self.name, record_id=record_id, modality=self.modality, images=(volume,),
-                                meta=meta, root=self.root)
+                                meta=meta, root=self.root, split_key=f"case/{case_id}")
 
     def load(self, record: RawRecord) -> LoadedRecord:
         volume = record.images[0]
