@@ -1,8 +1,9 @@
 """The build manifest: one row per input record and per sample, and the accounting invariant.
 
 Every input is accounted for. Records: discovered = emitted + rejected + duplicate + contaminated
-+ skipped_llm. Samples: planned = emitted + duplicate + contaminated + skipped_llm + rejected (the
-last two only for LLM-derived samples that could not be produced). ``check_accounting``
++ label_conflict + skipped_llm. Samples: planned = emitted + duplicate + contaminated +
+label_conflict + skipped_llm + rejected (the last two only for LLM-derived samples that could not
+be produced). ``check_accounting``
 verifies both at the end of every build and the summary prints them.
 """
 
@@ -15,9 +16,10 @@ from typing import Any
 
 import polars as pl
 
-RECORD_STATUSES = ("emitted", "rejected", "duplicate", "contaminated", "skipped_llm")
-# skipped_llm / rejected samples are planned LLM-derived samples that were not produced
-SAMPLE_STATUSES = ("emitted", "duplicate", "contaminated", "skipped_llm", "rejected")
+RECORD_STATUSES = ("emitted", "rejected", "duplicate", "contaminated", "label_conflict", "skipped_llm")
+# skipped_llm / rejected samples are planned LLM-derived samples that were not produced;
+# label_conflict: near-identical images whose labels differ, both dropped (dedup.label_conflicts)
+SAMPLE_STATUSES = ("emitted", "duplicate", "contaminated", "label_conflict", "skipped_llm", "rejected")
 
 SCHEMA = {
     "kind": pl.Utf8,  # "record" | "sample"

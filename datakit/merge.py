@@ -118,13 +118,15 @@ def _deduplicate(plan: BuildPlan, summaries: list[dict[str, Any]], signatures: d
     """Decontamination, exact/near image and near text dedup across every source of the recipe;
     one manifest row per dropped sample (status, the kept key or benchmark file, stage, distance)."""
     cfg = DedupConfig.from_recipe(plan.recipe.dedup)
-    result = deduplicate(
-        [SampleSummary.from_dict(s) for s in summaries],
-        {k: ImageSignature.from_dict(v) for k, v in signatures.items()},
-        cfg,
-        source_priority=[s.source for s in plan.recipe.sources],
-        stages=decontam_stages(cfg),
-    )
+    with StoredMedia(summaries) as media:
+        result = deduplicate(
+            [SampleSummary.from_dict(s) for s in summaries],
+            {k: ImageSignature.from_dict(v) for k, v in signatures.items()},
+            cfg,
+            source_priority=[s.source for s in plan.recipe.sources],
+            stages=decontam_stages(cfg),
+            media=media.read,
+        )
     by_key = {s["key"]: s for s in summaries}
     for r in result.drops:
         s = by_key[r.key]
@@ -135,6 +137,34 @@ def _deduplicate(plan: BuildPlan, summaries: list[dict[str, Any]], signatures: d
     return result
 
 
+class StoredMedia:
+    """Stored media bytes by sha256, read back from the slice files (the pixel check of a
+    near-duplicate candidate decodes its two images again; nothing else is held)."""
+
+    def __init__(self, summaries: list[dict[str, Any]]) -> None:
+        self._where: dict[str, tuple[str, int, int]] = {}
+        for s in summaries:
+            for sha, (_, offset, size) in zip(s["media_sha256"], s["parts"][1:]):
+                self._where.setdefault(sha, (s["slice_tar"], offset, size))
+        self._files: dict[str, Any] = {}
+
+    def read(self, sha: str) -> bytes:
+        path, offset, size = self._where[sha]
+        fh = self._files.get(path) or self._files.setdefault(path, open(path, "rb"))
+        fh.seek(offset)
+        data = fh.read(size)
+        if len(data) != size:
+            raise OSError(f"{path}: short read of medium {sha[:12]}")
+        return data
+
+    def __enter__(self) -> "StoredMedia":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for fh in self._files.values():
+            fh.close()
+
+
 def _settle_record_statuses(manifest: Manifest) -> None:
     """A record none of whose samples was emitted takes the status of its samples' drop
     (duplicate or contaminated), so the record-level invariant counts it once, correctly."""
@@ -143,7 +173,7 @@ def _settle_record_statuses(manifest: Manifest) -> None:
         if r["kind"] == "sample" and r.get("record_uid"):
             if r["status"] == "emitted":
                 emitted.add(r["record_uid"])
-            elif r["status"] in ("duplicate", "contaminated"):
+            elif r["status"] in ("duplicate", "contaminated", "label_conflict"):
                 dropped.setdefault(r["record_uid"], r)
     for r in manifest.rows:
         uid = r.get("record_uid")

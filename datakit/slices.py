@@ -9,6 +9,7 @@ array task.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -115,7 +116,8 @@ def run_slice(plan: BuildPlan, work: Path, index: int, llm: Any = None) -> Path:
     signatures: dict[str, Any] = {}  # media sha256 -> dedup signature, each image hashed once
     with AtomicTarWriter(tar_path) as tar:
 
-        def finish(record: RawRecord, samples: list[Sample], record_drops: list[dict[str, Any]]) -> None:
+        def finish(record: RawRecord, samples: list[Sample], record_drops: list[dict[str, Any]],
+                   label: Any = None) -> None:
             drops.extend(record_drops)
             if samples:
                 record_rows.append(_record_row(record, "emitted", "", record.primary_file, "", len(samples)))
@@ -133,7 +135,7 @@ def run_slice(plan: BuildPlan, work: Path, index: int, llm: Any = None) -> Path:
                         signatures[m.sha256] = image_signature(m)
                 parts = sample.parts()
                 tar.add_sample(sample.key, parts)
-                summaries.append(_summary(sample, record, [p for p, _ in parts], tar.offsets))
+                summaries.append(_summary(sample, record, [p for p, _ in parts], tar.offsets, label))
 
         for record in plan.slice_records(index):
             try:
@@ -142,11 +144,12 @@ def run_slice(plan: BuildPlan, work: Path, index: int, llm: Any = None) -> Path:
                 record_rows.append(_record_row(record, "rejected", rej.reason, rej.path, rej.detail, 0))
                 continue
             if _llm_step(plan, record.source) is None:
-                finish(record, samples, translation_drops)
+                finish(record, samples, translation_drops, loaded.facts.get("label"))
             else:
                 pending.append((record, loaded, samples, translation_drops))
+        labels = {rec.uid: loaded.facts.get("label") for rec, loaded, _, _ in pending}
         for record, samples, record_drops in _run_llm_steps(plan, pending, llm):
-            finish(record, samples, record_drops)
+            finish(record, samples, record_drops, labels[record.uid])
     doc = {"fingerprint": plan.fingerprint, "slice": index, "records": record_rows, "samples": summaries,
            "drops": drops, "signatures": signatures}
     tmp = result_path.with_name(f"{result_path.name}.tmp-{os.getpid()}")
@@ -212,11 +215,35 @@ def _record_row(record: RawRecord, status: str, reason: str, path: str | None, d
     }
 
 
+def claim_of(sample: Sample) -> str | None:
+    """The closed answer a near duplicate must share to be dropped (``dedup.stages``): the
+    correct option's text of a multiple choice, the word of a yes/no question; None otherwise
+    (open and free-text answers differ in wording between records by design)."""
+    if sample.question_type == "yes_no":
+        return sample.answer
+    if sample.question_type == "mcq" and sample.options:
+        letter = sample.answer.strip()[:1].upper()
+        index = ord(letter) - ord("A") if letter else -1
+        return sample.options[index] if 0 <= index < len(sample.options) else sample.answer
+    return None
+
+
+def slot_of(sample: Sample, record: RawRecord) -> str:
+    """The sample's place within its record, the same across records: its key after the record
+    part (``organ_presence_liver-en``), so claims are compared like for like."""
+    digest = hashlib.sha1(record.record_id.encode("utf-8")).hexdigest()[:8]
+    return sample.key.split(f"-{digest}-", 1)[-1]
+
+
 def _summary(sample: Sample, record: RawRecord, parts: list[str],
-             offsets: dict[str, tuple[int, int]]) -> dict[str, Any]:
+             offsets: dict[str, tuple[int, int]], label: Any = None) -> dict[str, Any]:
     """What the merge needs without reading the tar: identity, dedup text, and part offsets."""
     question = " ".join(t["value"] for t in sample.conversation if t["from"] == "human")
     return {
+        "modality": sample.modality,
+        "label": None if label is None else str(label),
+        "slot": slot_of(sample, record),
+        "claim": claim_of(sample),
         "key": sample.key,
         "group": sample.group,
         "split_key": f"{record.source}:{record.split_key}" if record.split_key else sample.group,

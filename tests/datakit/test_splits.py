@@ -6,8 +6,6 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from datakit.build import build
-from datakit.recipe import load_recipe
 from datakit.splits import assign_split, assign_splits, official_split
 
 
@@ -29,26 +27,24 @@ def test_held_out_keys_go_to_val_and_val_is_never_empty():
 
 
 @pytest.fixture(scope="module")
-def all_build(tmp_path_factory, sample_sources):
-    out = tmp_path_factory.mktemp("splits") / "all"
-    build(load_recipe("all"), sample_sources, out)
-    return pl.read_parquet(out / "manifest.parquet").filter(
+def emitted(all_build):
+    return pl.read_parquet(all_build.out / "manifest.parquet").filter(
         (pl.col("kind") == "sample") & (pl.col("status") == "emitted"))
 
 
-def test_official_test_splits_are_never_in_train(all_build):
-    held = all_build.filter(pl.col("record_uid").str.contains(
+def test_official_test_splits_are_never_in_train(emitted):
+    held = emitted.filter(pl.col("record_uid").str.contains(
         r"^(brain_tumor_mri:Testing/|fairvlmed:(Testing|Validation)/|abdomen_us:(AUS|RUS)/test/)"))
     assert held.height > 0 and set(held["split"]) == {"val"}
 
 
-def test_split_keys_group_cases_papers_and_patients(all_build):
-    keys = dict(zip(all_build["record_uid"], all_build["split_key"]))
+def test_split_keys_group_cases_papers_and_patients(emitted):
+    keys = dict(zip(emitted["record_uid"], emitted["split_key"]))
     m3d = {k: v for k, v in keys.items() if k.startswith("m3d_cap:")}
     assert m3d and all(v == "m3d_cap:case/" + k.split(":", 1)[1].rsplit("/", 1)[0] for k, v in m3d.items())
     medicat = {k: v for k, v in keys.items() if k.startswith("medicat:")}
     assert medicat and all(v.startswith("medicat:paper/") and k.split(":", 1)[1].startswith(v.split("/", 1)[1])
                            for k, v in medicat.items())
     # one split per key, whatever the record
-    per_key = all_build.group_by("split_key").agg(pl.col("split").n_unique())
-    assert per_key["split"].max() == 1 and all_build["split_key"].null_count() == 0
+    per_key = emitted.group_by("split_key").agg(pl.col("split").n_unique())
+    assert per_key["split"].max() == 1 and emitted["split_key"].null_count() == 0
