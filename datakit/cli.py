@@ -55,6 +55,8 @@ def print_summary(summary: dict, out: Path, release: str) -> None:
         print("  llm: " + ", ".join(f"{k}={v}" for k, v in client.items() if not isinstance(v, dict)))
     for line in summary.get("dedup_lines", []):
         print(f"  dedup: {line}")
+    for line in summary.get("balance_lines", []):
+        print(f"  {line}")
     print(f"  {summary['accounting_line']}")
     print(f"  release sha256 {release}")
 

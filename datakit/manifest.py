@@ -1,9 +1,10 @@
 """The build manifest: one row per input record and per sample, and the accounting invariant.
 
 Every input is accounted for. Records: discovered = emitted + rejected + duplicate + contaminated
-+ label_conflict + skipped_llm. Samples: planned = emitted + duplicate + contaminated +
-label_conflict + skipped_llm + rejected (the last two only for LLM-derived samples that could not
-be produced). ``check_accounting``
++ label_conflict + balanced_out + skipped_llm. Samples (question/answer items): planned =
+emitted + duplicate + contaminated + label_conflict + balanced_out (a recipe cap) + skipped_llm +
+rejected (the last two only for LLM-derived samples that could not be produced). Emitted items name
+the shard sample (``conversation``) and ``turn`` that hold them. ``check_accounting``
 verifies both at the end of every build and the summary prints them.
 """
 
@@ -16,10 +17,12 @@ from typing import Any
 
 import polars as pl
 
-RECORD_STATUSES = ("emitted", "rejected", "duplicate", "contaminated", "label_conflict", "skipped_llm")
+RECORD_STATUSES = ("emitted", "rejected", "duplicate", "contaminated", "label_conflict", "balanced_out",
+                   "skipped_llm")
 # skipped_llm / rejected samples are planned LLM-derived samples that were not produced;
 # label_conflict: near-identical images whose labels differ, both dropped (dedup.label_conflicts)
-SAMPLE_STATUSES = ("emitted", "duplicate", "contaminated", "label_conflict", "skipped_llm", "rejected")
+SAMPLE_STATUSES = ("emitted", "duplicate", "contaminated", "label_conflict", "balanced_out", "skipped_llm",
+                   "rejected")
 
 SCHEMA = {
     "kind": pl.Utf8,  # "record" | "sample"
@@ -35,6 +38,8 @@ SCHEMA = {
     "group": pl.Utf8,
     "split": pl.Utf8,
     "split_key": pl.Utf8,  # emitted samples: the patient/case/paper key their split was drawn by
+    "conversation": pl.Utf8,  # emitted samples: the key of the shard sample holding them
+    "turn": pl.Int64,  # ... and their turn in it (0 first)
     "shard": pl.Utf8,
     "duplicate_of": pl.Utf8,
     "stage": pl.Utf8,

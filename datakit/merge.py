@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from datakit import energon_format
+from datakit.balance import BalanceConfig, BalanceReport, apply_caps, write_balance_report
+from datakit.conversation import Chat, assemble
 from datakit.dedup.config import DedupConfig
 from datakit.dedup.decontam import decontam_stages
 from datakit.dedup.image_hash import ImageSignature
@@ -25,7 +27,7 @@ from datakit.dedup.summary import SampleSummary
 from datakit.manifest import Manifest, accounting_line, check_accounting
 from datakit.plan import BuildPlan
 from datakit.release import release_checksums
-from datakit.sample import canonical_json
+from datakit.sample import canonical_json, conversation_doc
 from datakit.seeding import derive_seed
 from datakit.splits import assign_split, assign_splits  # noqa: F401  (assign_split: public here too)
 from datakit.shard_writer import AtomicTarWriter
@@ -67,28 +69,37 @@ def merge(plan: BuildPlan, work: Path, out: Path, extra: dict[str, Any] | None =
 
     dedup = _deduplicate(plan, summaries, signatures, manifest)
     gone = {r.key for r in dedup.drops}
-    by_split: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    kept = [s for s in summaries if s["key"] not in gone]
+    kept, balanced_out = apply_caps([s for s in summaries if s["key"] not in gone],
+                                    BalanceConfig.from_recipe(plan.recipe.balance), plan.seed)
+    for s in balanced_out:
+        manifest.add(kind="sample", id=s["key"], source=s["source"], record_uid=s["record_uid"],
+                     status="balanced_out", reason="balance_cap", detail=s["balanced_out"], task=s["task"],
+                     lang=s["lang"], group=s["group"], stage="balance")
     splits = assign_splits(plan.seed, ((s["split_key"], s.get("official_split")) for s in kept),
                            plan.recipe.val_fraction)
     for s in kept:
         s["split"] = splits[s["split_key"]]
-        by_split[s["split"]].append(s)
+    chats = assemble(kept, plan.seed, plan.recipe.multi_turn)
 
     out.mkdir(parents=True, exist_ok=True)
     shard_paths: list[str] = []
     for split in energon_format.SPLITS:
-        items = sorted(by_split.get(split, []), key=lambda s: (derive_seed(plan.seed, "order", s["key"]), s["key"]))
+        ordered = sorted((c for c in chats if c.split == split),
+                         key=lambda c: (derive_seed(plan.seed, "order", c.key), c.key))
         per = plan.recipe.samples_per_shard
-        for n, start in enumerate(range(0, len(items), per)):
+        for n, start in enumerate(range(0, len(ordered), per)):
             rel = f"{split}/shard-{n:06d}.tar"
-            _write_shard(out / rel, items[start : start + per])
+            _write_shard(out / rel, ordered[start : start + per])
             shard_paths.append(rel)
-            for s in items[start : start + per]:
-                manifest.add(kind="sample", id=s["key"], source=s["source"], record_uid=s["record_uid"],
-                             status="emitted", task=s["task"], lang=s["lang"], group=s["group"],
-                             split=split, shard=rel, split_key=s["split_key"])
+            for chat in ordered[start : start + per]:
+                for turn, s in enumerate(chat.members):
+                    manifest.add(kind="sample", id=s["key"], source=s["source"], record_uid=s["record_uid"],
+                                 status="emitted", task=s["task"], lang=s["lang"], group=s["group"],
+                                 split=split, shard=rel, split_key=s["split_key"], conversation=chat.key,
+                                 turn=turn)
     _remove_stale(out, set(shard_paths))
+    balance = write_balance_report(
+        BalanceReport.of(kept, Counter(len(c.members) for c in chats), balanced_out), out)
     energon_format.write_dataset_yaml(out, plan.recipe.name)
     if shard_paths:
         energon_format.prepare(out, shard_paths)
@@ -99,6 +110,9 @@ def merge(plan: BuildPlan, work: Path, out: Path, extra: dict[str, Any] | None =
                            samples_converted=len(summaries) + n_drops)
     summary = _summary(plan, manifest, acc)
     summary["dedup"] = write_report(dedup, out, registry=None)
+    summary["balance"] = balance
+    summary["bytes"] = release_bytes(plan, out, shard_paths)
+    summary["balance_lines"] = balance_lines(balance, summary["bytes"])
     summary["dedup_lines"] = format_report(summary["dedup"])
     summary.update(extra or {})
     manifest.write(out / "manifest.parquet")
@@ -173,7 +187,7 @@ def _settle_record_statuses(manifest: Manifest) -> None:
         if r["kind"] == "sample" and r.get("record_uid"):
             if r["status"] == "emitted":
                 emitted.add(r["record_uid"])
-            elif r["status"] in ("duplicate", "contaminated", "label_conflict"):
+            elif r["status"] in ("duplicate", "contaminated", "label_conflict", "balanced_out"):
                 dropped.setdefault(r["record_uid"], r)
     for r in manifest.rows:
         uid = r.get("record_uid")
@@ -183,21 +197,54 @@ def _settle_record_statuses(manifest: Manifest) -> None:
                      detail=d.get("detail") or "", stage=d["stage"], distance=d.get("distance"))
 
 
-def _write_shard(path: Path, items: list[dict[str, Any]]) -> None:
+def _write_shard(path: Path, chats: list[Chat]) -> None:
+    """Each conversation's JSON (composed from its items' JSON in the slice files) and its
+    media, read once from the first item's parts."""
     handles: dict[str, Any] = {}
+
+    def read(s: dict[str, Any], part: list[Any]) -> bytes:
+        fh = handles.get(s["slice_tar"]) or handles.setdefault(s["slice_tar"], open(s["slice_tar"], "rb"))
+        name, offset, size = part
+        fh.seek(offset)
+        data = fh.read(size)
+        if len(data) != size:
+            raise OSError(f"{s['slice_tar']}: short read for {s['key']}.{name}")
+        return data
+
     try:
         with AtomicTarWriter(path) as tar:
-            for s in items:
-                fh = handles.get(s["slice_tar"]) or handles.setdefault(s["slice_tar"], open(s["slice_tar"], "rb"))
-                for part, offset, size in s["parts"]:
-                    fh.seek(offset)
-                    data = fh.read(size)
-                    if len(data) != size:
-                        raise OSError(f"{s['slice_tar']}: short read for {s['key']}.{part}")
-                    tar.add(f"{s['key']}.{part}", data)
+            for chat in chats:
+                items = [{**json.loads(read(s, s["parts"][0])), "key": s["key"]} for s in chat.members]
+                tar.add(f"{chat.key}.json", canonical_json(conversation_doc(chat.key, items)))
+                first = chat.members[0]
+                for part in first["parts"][1:]:
+                    tar.add(f"{chat.key}.{part[0]}", read(first, part))
     finally:
         for fh in handles.values():
             fh.close()
+
+
+def balance_lines(balance: dict[str, Any], sizes: dict[str, Any]) -> list[str]:
+    """The build summary's lines on what the shards hold and what they cost."""
+    ratio = sizes["shard_to_source"]
+    lines = [f"samples: {balance['conversations']} conversations holding {balance['turns']} QA turns "
+             f"(turns per conversation {balance['turns_per_conversation']}); yes/no share "
+             f"{balance['yes_no_share']:.1%}; mcq letters {balance['mcq_answer_letters']}",
+             f"bytes: shards {sizes['shard_bytes']:,} / sources {sizes['source_bytes']:,} = "
+             + (f"{ratio:.2f}x" if ratio is not None else "n/a")]
+    if balance["balanced_out"]:
+        lines.append("balanced out: " + ", ".join(f"{k}: {v}" for k, v in balance["balanced_out"].items()))
+    return lines
+
+
+def release_bytes(plan: BuildPlan, out: Path, shard_paths: list[str]) -> dict[str, Any]:
+    """Shard bytes against the bytes of the source files the build read (images, masks):
+    what storing media once per conversation, as read, costs."""
+    files = {p for r in plan.records for p in (*r.images, *r.masks)}
+    source = sum(p.stat().st_size for p in files if p.is_file())
+    shards = sum((out / rel).stat().st_size for rel in shard_paths)
+    return {"source_bytes": source, "shard_bytes": shards,
+            "shard_to_source": round(shards / source, 3) if source else None}
 
 
 def _remove_stale(out: Path, keep: set[str]) -> None:

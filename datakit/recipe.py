@@ -17,7 +17,8 @@ from datakit.sample import LANGS
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
 
-_TOP_KEYS = {"name", "description", "seed", "val_fraction", "samples_per_shard", "langs", "sources", "dedup"}
+_TOP_KEYS = {"name", "description", "seed", "val_fraction", "samples_per_shard", "langs", "sources", "dedup",
+             "multi_turn", "balance"}
 _SOURCE_KEYS = {"source", "path", "options", "convert"}
 _CONVERT_KEYS = {"converter", "tasks", "options"}
 
@@ -48,6 +49,9 @@ class Recipe:
     sources: tuple[SourceSpec, ...]
     dedup: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    # A record's template QA of one language as one conversation (false: one sample per QA).
+    multi_turn: bool = True
+    balance: dict[str, Any] = field(default_factory=dict)  # datakit.balance caps
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved recipe, saved beside every build."""
@@ -59,6 +63,8 @@ class Recipe:
             "samples_per_shard": self.samples_per_shard,
             "langs": list(self.langs),
             "dedup": self.dedup,
+            "multi_turn": self.multi_turn,
+            "balance": self.balance,
             "sources": [
                 {
                     "source": s.source,
@@ -140,6 +146,17 @@ def parse_recipe(raw: Any, path: Path) -> Recipe:
     except (RecipeError, ValueError, TypeError) as e:
         raise RecipeError(f"{path}: {e}") from e
 
+    multi_turn = raw.get("multi_turn", True)
+    if not isinstance(multi_turn, bool):
+        raise fail("multi_turn", f"must be true or false, got {multi_turn!r}")
+    balance = raw.get("balance", {}) or {}
+    from datakit.balance import BalanceConfig
+
+    try:
+        BalanceConfig.from_recipe(balance)
+    except (RecipeError, ValueError, TypeError) as e:
+        raise RecipeError(f"{path}: {e}") from e
+
     srcs = raw["sources"]
     if not isinstance(srcs, list) or not srcs:
         raise fail("sources", "must be a non-empty list")
@@ -206,4 +223,6 @@ def parse_recipe(raw: Any, path: Path) -> Recipe:
         sources=tuple(specs),
         dedup=dedup,
         path=path,
+        multi_turn=multi_turn,
+        balance=balance,
     )

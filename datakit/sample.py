@@ -1,9 +1,16 @@
-"""The sample contract between datakit and the trainer (DESIGN.md, "Shards").
+"""The sample contract between datakit and the trainer (DESIGN.md, "Shards"; docs/shard-samples.md).
 
 On disk a sample is ``<key>.json`` plus its ordered media ``<key>.0.png``, ``<key>.1.jpg`` ...
-(or ``<key>.0.mp4``). The JSON holds the InternVL-style conversation and the structured fields
-below. ``megatron_fleming`` reads it through ``datakit.energon_format``; nothing else about the
-tar layout is part of the contract.
+(or ``<key>.0.mp4``). The JSON (schema ``fleming-vqa/2``) holds one InternVL-style conversation
+of one or more question/answer turns over media stored once, and, per turn, the structured
+fields (``turns[i]``: task, question_type, options, answer, provenance) aligned with the i-th
+human/gpt pair. ``megatron_fleming`` reads it through ``datakit.energon_format``; nothing else
+about the tar layout is part of the contract.
+
+Converters make ``Sample``s: one question and answer over a record's media (``to_json_dict``
+is that item's form, ``fleming-qa/1``, used inside a build). The merge joins a record's template
+samples of one language into one conversation (``conversation_doc``); a recipe may keep them
+single-turn, and a single-turn conversation is the same document with one turn.
 """
 
 from __future__ import annotations
@@ -16,7 +23,8 @@ from typing import Any
 
 from datakit.record import Media
 
-SCHEMA = "fleming-vqa/1"
+SCHEMA = "fleming-vqa/2"  # a shard sample: a conversation of one or more turns
+QA_SCHEMA = "fleming-qa/1"  # one converter-made question/answer (inside a build; GRPO items)
 IMAGE_TOKEN = "<image>"
 QUESTION_TYPES = frozenset({"mcq", "open", "yes_no", "caption", "summary", "report"})
 LANGS = frozenset({"en", "zh"})
@@ -83,8 +91,9 @@ class Sample:
         return [f"{i}.{m.ext}" for i, m in enumerate(self.media)]
 
     def to_json_dict(self) -> dict[str, Any]:
+        """The one-QA item form (``QA_SCHEMA``); ``conversation_doc`` makes it a shard sample."""
         return {
-            "schema": SCHEMA,
+            "schema": QA_SCHEMA,
             "source": self.source,
             "modality": self.modality,
             "task": self.task,
@@ -109,6 +118,72 @@ class Sample:
         out = [("json", self.json_bytes())]
         out.extend((part, m.data) for part, m in zip(self.media_parts(), self.media))
         return out
+
+
+# Fields of a QA item that describe its turn; the rest (source, modality, lang, group, media)
+# belong to the whole conversation.
+TURN_FIELDS = ("task", "question_type", "options", "answer")
+
+
+def conversation_doc(key: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+    """The shard sample (``SCHEMA``) of QA items (``Sample.to_json_dict()`` plus the item's
+    ``key``) of one record, one language and the same media, in turn order. The first human turn keeps the media's
+    ``<image>`` lines; later turns drop theirs (the conversation holds the media once). Provenance
+    entries equal in every item go to the top; the rest stay with their turn."""
+    if not items:
+        raise ValueError(f"conversation {key}: no items")
+    first = items[0]
+    for it in items[1:]:
+        for f in ("source", "modality", "lang", "group", "media"):
+            if it[f] != first[f]:
+                raise ValueError(f"conversation {key}: items differ in {f} ({first[f]!r} / {it[f]!r})")
+    prefix = f"{IMAGE_TOKEN}\n" * len(first["media"])
+    shared = dict(first["provenance"])
+    for it in items[1:]:
+        shared = {k: v for k, v in shared.items() if it["provenance"].get(k, object()) == v}
+    conversation, turns = [], []
+    for n, it in enumerate(items):
+        human, gpt = it["conversations"]
+        question = human["value"]
+        if n:
+            if not question.startswith(prefix):
+                raise ValueError(f"conversation {key}: turn {n} does not open with its {len(first['media'])} "
+                                 f"{IMAGE_TOKEN} line(s): {question[:60]!r}")
+            question = question[len(prefix):]
+        conversation += [{"from": "human", "value": question}, {"from": "gpt", "value": gpt["value"]}]
+        turns.append({**{f: it[f] for f in TURN_FIELDS}, "key": it["key"],
+                      "provenance": {k: v for k, v in it["provenance"].items() if k not in shared}})
+    return {
+        "schema": SCHEMA,
+        "source": first["source"],
+        "modality": first["modality"],
+        "lang": first["lang"],
+        "group": first["group"],
+        "conversations": conversation,
+        "turns": turns,
+        "media": first["media"],
+        "provenance": shared,
+    }
+
+
+def turn_docs(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each turn of a shard sample as a single-turn shard sample of its own (key ``turns[i].key``),
+    its question carrying the media's ``<image>`` lines again (GRPO prep asks one question at a
+    time)."""
+    if doc.get("schema") != SCHEMA:
+        raise ValueError(f"not a {SCHEMA} sample: schema {doc.get('schema')!r}")
+    n_media = len(doc.get("media") or [])
+    prefix = f"{IMAGE_TOKEN}\n" * n_media
+    out = []
+    convo = doc["conversations"]
+    for n, turn in enumerate(doc["turns"]):
+        question, answer = convo[2 * n]["value"], convo[2 * n + 1]["value"]
+        if n:
+            question = prefix + question
+        out.append({**doc, "conversations": [{"from": "human", "value": question}, {"from": "gpt", "value": answer}],
+                    "turns": [{**turn, "provenance": {}}],
+                    "provenance": {**doc.get("provenance", {}), **turn.get("provenance", {})}})
+    return out
 
 
 def canonical_json(obj: Any) -> bytes:

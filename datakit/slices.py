@@ -114,6 +114,7 @@ def run_slice(plan: BuildPlan, work: Path, index: int, llm: Any = None) -> Path:
     drops: list[dict[str, Any]] = []
     pending: list[tuple[RawRecord, LoadedRecord, list[Sample], list[dict[str, Any]]]] = []
     signatures: dict[str, Any] = {}  # media sha256 -> dedup signature, each image hashed once
+    media_at: dict[str, tuple[int, int]] = {}  # media sha256 -> (offset, size) in this slice's tar
     with AtomicTarWriter(tar_path) as tar:
 
         def finish(record: RawRecord, samples: list[Sample], record_drops: list[dict[str, Any]],
@@ -133,9 +134,7 @@ def run_slice(plan: BuildPlan, work: Path, index: int, llm: Any = None) -> Path:
                 for m in sample.media:
                     if m.sha256 not in signatures:
                         signatures[m.sha256] = image_signature(m)
-                parts = sample.parts()
-                tar.add_sample(sample.key, parts)
-                summaries.append(_summary(sample, record, [p for p, _ in parts], tar.offsets, label))
+                summaries.append(_summary(sample, record, _spill(tar, sample, media_at), label))
 
         for record in plan.slice_records(index):
             try:
@@ -235,8 +234,21 @@ def slot_of(sample: Sample, record: RawRecord) -> str:
     return sample.key.split(f"-{digest}-", 1)[-1]
 
 
-def _summary(sample: Sample, record: RawRecord, parts: list[str],
-             offsets: dict[str, tuple[int, int]], label: Any = None) -> dict[str, Any]:
+def _spill(tar: AtomicTarWriter, sample: Sample, media_at: dict[str, tuple[int, int]]) -> list[list[Any]]:
+    """Write a sample's JSON, and each medium the slice has not stored yet (a record's samples
+    share its media: stored once); returns [part, offset, size] of every part, JSON first."""
+    parts = sample.parts()
+    tar.add(f"{sample.key}.json", parts[0][1])
+    out: list[list[Any]] = [["json", *tar.offsets[f"{sample.key}.json"]]]
+    for (name, data), medium in zip(parts[1:], sample.media):
+        if medium.sha256 not in media_at:
+            tar.add(f"{sample.key}.{name}", data)
+            media_at[medium.sha256] = tar.offsets[f"{sample.key}.{name}"]
+        out.append([name, *media_at[medium.sha256]])
+    return out
+
+
+def _summary(sample: Sample, record: RawRecord, parts: list[list[Any]], label: Any = None) -> dict[str, Any]:
     """What the merge needs without reading the tar: identity, dedup text, and part offsets."""
     question = " ".join(t["value"] for t in sample.conversation if t["from"] == "human")
     return {
@@ -244,6 +256,8 @@ def _summary(sample: Sample, record: RawRecord, parts: list[str],
         "label": None if label is None else str(label),
         "slot": slot_of(sample, record),
         "claim": claim_of(sample),
+        "converter": sample.provenance.get("converter"),
+        "mcq_letter": sample.answer.strip()[:1].upper() if sample.question_type == "mcq" else None,
         "key": sample.key,
         "group": sample.group,
         "split_key": f"{record.source}:{record.split_key}" if record.split_key else sample.group,
@@ -255,5 +269,5 @@ def _summary(sample: Sample, record: RawRecord, parts: list[str],
         "question_type": sample.question_type,
         "text": f"{question}\n{sample.answer}",
         "media_sha256": [m.sha256 for m in sample.media],
-        "parts": [[part, *offsets[f"{sample.key}.{part}"]] for part in parts],
+        "parts": parts,
     }

@@ -108,7 +108,8 @@ class TaskEncoderConfig:
 
 
 class FlemingTaskEncoder(DefaultTaskEncoder[FlemingVQASample, EncodedSample, VLMBatch, VLMBatch]):
-    """Energon task encoder for datakit shards (crude ``fleming-vqa/1`` samples)."""
+    """Energon task encoder for datakit shards (crude ``fleming-vqa/2`` samples: one conversation
+    of one or more turns over media stored once)."""
 
     cookers = COOKERS
     # Raw bytes from energon: sizes come from headers before packing, pixels after it.

@@ -34,6 +34,18 @@ def on_disk(out: Path) -> dict[str, dict[str, bytes]]:
     return {key: parts for tar in sorted(out.glob("*/*.tar")) for key, parts in iter_samples(tar)}
 
 
+def turn_items(out: Path) -> list[dict]:
+    """Every turn of every shard sample, with its conversation's fields and its own."""
+    items = []
+    for key, parts in on_disk(out).items():
+        doc = json.loads(parts["json"])
+        for n, turn in enumerate(doc["turns"]):
+            items.append({**doc, **turn, "provenance": {**doc["provenance"], **turn["provenance"]},
+                          "conversation": key, "turn": n, "question": doc["conversations"][2 * n]["value"],
+                          "reply": doc["conversations"][2 * n + 1]["value"]})
+    return items
+
+
 def release_bytes(out: Path) -> dict[str, str]:
     return {rel: hashlib.sha256((out / rel).read_bytes()).hexdigest() for rel in release_files(out)}
 
@@ -48,13 +60,15 @@ def test_ct3d_accounting_languages_and_groups(built):
     assert set(summary["sources"]) == {"m3d_cap", "nifti"}
     # the test phantom, and the M3D-VQA row about it, are held out
     assert summary["rejects"] == {"m3d_cap:held_out_split": 2}
-    docs = [json.loads(p["json"]) for p in on_disk(built["ct3d"].out).values()]
+    docs = turn_items(built["ct3d"].out)
     assert {d["task"] for d in docs} == {"report", "vqa_mcq", "vqa_open", "plane_mcq", "plane_open",
                                          "label_mcq", "label_open"}
     for d in docs:
         assert d["modality"] == "ct" and len(d["media"]) == 11
-        assert d["lang"] == "en" or d["task"] in BILINGUAL_TASKS  # free text is English only
-        assert d["conversations"][0]["value"].startswith("<image>\n" * 11)
+        assert d["lang"] == "en" or d["task"] in BILINGUAL_TASKS  # free text is English only offline
+        # the slices are held once, ahead of the first question
+        assert d["question"].startswith("<image>\n" * 11) == (d["turn"] == 0)
+        assert "<image>" not in d["question"].removeprefix("<image>\n" * 11)
     manifest = pl.read_parquet(built["ct3d"].out / "manifest.parquet").filter(pl.col("kind") == "sample")
     records_of_group = manifest.group_by("group").agg(pl.col("record_uid").n_unique())
     assert records_of_group["record_uid"].max() == 1  # dedup's unit: no group spans two records
@@ -72,12 +86,13 @@ def test_video_accounting_and_frames(built):
     summary = built["video"].summary
     assert summary["accounting_line"].startswith("accounting OK")
     assert summary["tasks"] == {"caption": 3, "summary": 3} and summary["langs"] == {"en": 6}
-    docs = {d["provenance"]["source_file"] + d["task"]: d
-            for d in (json.loads(p["json"]) for p in on_disk(built["video"].out).values())}
+    docs = {d["provenance"]["source_file"] + d["task"]: d for d in turn_items(built["video"].out)}
     real = docs["videos/surgery_endoscopy_monitor.mp4summary"]
     assert real["question_type"] == "summary" and [m["part"] for m in real["media"]] == [f"{i}.jpg" for i in range(6)]
     assert real["provenance"]["frame_indices"] == [3, 11, 19, 27, 34, 42]
     assert real["answer"].startswith("The clip opens on a darkened operating room")
+    # summary and caption of one clip are two turns of one sample: the frames are stored once
+    assert real["conversation"] == docs["videos/surgery_endoscopy_monitor.mp4caption"]["conversation"]
 
 
 @pytest.mark.parametrize("name", ["ct3d", "video"])
@@ -103,7 +118,7 @@ def test_energon_loader_round_trips_every_sample(built, name):
     assert set(seen) == set(expected)
     for key, sample in seen.items():
         doc = json.loads(expected[key]["json"])
-        assert sample.conversation == doc["conversations"] and sample.meta["task"] == doc["task"]
+        assert sample.conversation == doc["conversations"] and sample.meta["turns"] == doc["turns"]
         assert sum(t["value"].count("<image>") for t in sample.conversation) == len(sample.images) == len(doc["media"])
         for im, part in zip(sample.images, (m["part"] for m in doc["media"])):
             ref = Image.open(io.BytesIO(expected[key][part]))

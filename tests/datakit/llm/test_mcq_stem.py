@@ -47,18 +47,18 @@ def test_every_mcq_phrasing_rewrites_without_citing_options(bank_name, task, lan
         options = ["benign lesion", "malignant lesion", "normal tissue"]
         instruction = vocabulary().phrase("mcq_instruction", lang)
         human = "\n".join(["<image>", stem, *(f"{l}. {o}" for l, o in zip("ABC", options)), instruction])
-        d = {"lang": lang, "question_type": "mcq", "options": options, "answer": "B", "provenance": {},
+        d = {"lang": lang, "turns": [{"question_type": "mcq", "options": options, "answer": "B"}], "provenance": {},
              "conversations": [{"from": "human", "value": human}, {"from": "gpt", "value": "B. malignant lesion"}]}
         out = mcq_to_open(d)
         assert isinstance(out, dict), (text, out)
         asked = out["conversations"][0]["value"]
         assert not FORBIDDEN[lang].search(asked), asked
-        assert out["answer"] == "malignant lesion" and not any(o in asked for o in options)
+        assert out["turns"][0]["answer"] == "malignant lesion" and not any(o in asked for o in options)
         assert asked.startswith("<image>\n") and len(asked) > len("<image>\n") + 4
 
 
 def test_the_guard_drops_what_no_rule_rewrites():
-    d = {"lang": "en", "options": ["a", "b"], "answer": "A", "provenance": {},
+    d = {"lang": "en", "turns": [{"options": ["a", "b"], "answer": "A", "question_type": "mcq"}], "provenance": {},
          "conversations": [{"from": "human", "value": "<image>\nConsidering options A and B, which fits?\nA. a\nB. b"},
                            {"from": "gpt", "value": "A"}]}
     assert mcq_to_open(d) == "mcq_stem_cites_options"
