@@ -33,6 +33,7 @@ from datakit.seeding import unit_interval
 
 DIMENSIONS = ("source", "task", "question_type", "lang", "modality", "split")
 CAPPABLE = ("source", "task", "question_type", "lang", "modality")
+_LATIN = {"是": "yes (zh)", "否": "no (zh)"}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,14 +62,14 @@ class BalanceConfig:
         return cls(caps=tuple(sorted(out)))
 
 
-def _rank(seed: int, item: Mapping[str, Any]) -> float:
-    """Seeded rank of a turn; a sample's EN/ZH twins share it (slot without the language)."""
-    slot = str(item.get("slot", "")).rsplit("-", 1)[0]
-    return unit_interval(seed, "balance", item["record_uid"], slot)
+def _twins(item: Mapping[str, Any]) -> tuple[str, str]:
+    """A sample's EN/ZH twins share this: its record and its slot without the language."""
+    return item["record_uid"], str(item.get("slot", "")).rsplit("-", 1)[0]
 
 
 def apply_caps(items: list[dict[str, Any]], cfg: BalanceConfig, seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(kept, dropped): the fewest turns dropped, highest rank first, so every cap holds."""
+    """(kept, dropped): the fewest twin sets dropped, highest seeded rank first, so every cap
+    holds; twins are dropped together, so a kept sample keeps its other-language twin."""
     kept = list(items)
     dropped: list[dict[str, Any]] = []
     for _ in range(len(cfg.caps) + 1):  # dropping for one cap only lowers the others' shares
@@ -79,7 +80,14 @@ def apply_caps(items: list[dict[str, Any]], cfg: BalanceConfig, seed: int) -> tu
             excess = math.ceil((len(match) - share * total) / (1.0 - share) - 1e-9)
             if excess <= 0:
                 continue
-            gone = sorted(match, key=lambda s: (-_rank(seed, s), s["key"]))[:excess]
+            sets: dict[tuple[str, str], list[dict[str, Any]]] = {}
+            for s in match:
+                sets.setdefault(_twins(s), []).append(s)
+            gone: list[dict[str, Any]] = []
+            for twins in sorted(sets, key=lambda t: (-unit_interval(seed, "balance", *t), t)):
+                if len(gone) >= excess:
+                    break
+                gone += sets[twins]
             keys = {s["key"] for s in gone}
             for s in gone:
                 s["balanced_out"] = f"{dim}={value} above {share:g}"
@@ -143,8 +151,9 @@ def write_balance_report(report: BalanceReport, out: Path) -> dict[str, Any]:
 def _plot(doc: dict[str, Any], path: Path) -> None:
     from matplotlib.figure import Figure  # no pyplot: no global backend, Agg on save
 
+    yes_no = {_LATIN.get(k, k): v for k, v in doc["yes_no_answers"].items()}  # the plot font has no CJK
     panels = [(d, doc[d]) for d in DIMENSIONS] + [("mcq answer letter", doc["mcq_answer_letters"]),
-                                                   ("yes/no answer", doc["yes_no_answers"])]
+                                                   ("yes/no answer", yes_no)]
     fig = Figure(figsize=(16, 8), dpi=80)
     axes = fig.subplots(2, 4).ravel()
     for ax, (title, counts) in zip(axes, panels):

@@ -73,7 +73,7 @@ def llm_config_from_args(args: argparse.Namespace):
 
 
 def add_llm_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("LLM steps (recipes with an llm_enrich converter)")
+    g = p.add_argument_group("LLM steps (converters that ask an LLM: enrichment, video MCQ, translation)")
     g.add_argument("--llm-base-url", help="OpenAI-compatible endpoint; omitted = offline (cache only)")
     g.add_argument("--llm-model", default="gpt-4o")
     g.add_argument("--llm-api-key-env", default="OPENAI_API_KEY", help="environment variable holding the key")

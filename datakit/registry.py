@@ -59,12 +59,13 @@ def get_converter(name: str) -> "ConverterSpec":
     return known[name]
 
 
-def converter(name: str, tasks: tuple[str, ...]) -> Callable:
-    """Decorator form: ``@converter("spatial", tasks=(...))`` on a convert function."""
+def converter(name: str, tasks: tuple[str, ...], requests: Callable | None = None) -> Callable:
+    """Decorator form: ``@converter("spatial", tasks=(...))`` on a convert function; a converter
+    that asks an LLM passes its ``requests`` function (``converters.base``)."""
     from datakit.converters.base import ConverterSpec
 
     def wrap(fn: Callable) -> Callable:
-        register_converter(ConverterSpec(name=name, tasks=tasks, fn=fn))
+        register_converter(ConverterSpec(name=name, tasks=tasks, fn=fn, requests=requests))
         return fn
 
     return wrap

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from datakit import registry
-from datakit.converters.base import ConvertContext
+from datakit.converters.base import ConvertContext, Missing
 from datakit.errors import Rejected
+from datakit.llm.runner import LLMRunner
 from datakit.plan import BuildPlan
 from datakit.dedup.image_hash import signature
 from datakit.media import decode_image
@@ -26,7 +27,6 @@ from datakit.record import LoadedRecord, Media, RawRecord
 from datakit.sample import Sample, canonical_json
 from datakit.shard_writer import AtomicTarWriter
 
-LLM_CONVERTER = "llm_enrich"  # runs after the template converters, concurrently over a slice
 
 
 def slice_paths(work: Path, index: int) -> tuple[Path, Path]:
@@ -61,64 +61,67 @@ def _ctx(plan: BuildPlan, step) -> ConvertContext:
     return ConvertContext(seed=plan.seed, tasks=step.tasks, langs=plan.recipe.langs, options=step.options)
 
 
-def convert_record(plan: BuildPlan, readers: _Readers, record: RawRecord,
-                   llm: Any = None) -> tuple[LoadedRecord, list[Sample], list[dict[str, Any]]]:
-    """The loaded record, its template samples (every step but ``llm_enrich``) and drop rows for
-    Chinese caption samples whose translation the LLM could not give; or ``Rejected``."""
-    spec = plan.recipe.sources[plan.source_index(record.source)]
-    loaded = readers.get(record.source).load(record)
-    samples: list[Sample] = []
-    drops: list[dict[str, Any]] = []
+def asks_llm(plan: BuildPlan, loaded: LoadedRecord) -> bool:
+    """Whether any conversion step of the record names an LLM request (its first round)."""
+    spec = plan.recipe.sources[plan.source_index(loaded.record.source)]
     for step in spec.convert:
-        if step.converter == LLM_CONVERTER:
-            continue
-        ctx = _ctx(plan, step)
-        if step.converter == "captions":
-            drops.extend(_translate_captions(loaded, ctx, llm))
-        samples.extend(registry.get_converter(step.converter).fn(loaded, ctx))
-    return loaded, samples, drops
+        conv = registry.get_converter(step.converter)
+        if conv.requests is not None and conv.requests(loaded, _ctx(plan, step)):
+            return True
+    return False
 
 
-def _translate_captions(loaded: LoadedRecord, ctx: ConvertContext, llm: Any) -> list[dict[str, Any]]:
-    """Ask the LLM for the Chinese captions this record's ZH samples need (cached, validated);
-    the planned ZH samples become ``skipped_llm``/``rejected`` rows when no translation comes."""
-    from datakit.converters.captions import translation_needs
+Converted = tuple[list[Sample], list[tuple[str, Missing]]]  # samples, (converter, missing sample)
 
-    need, planned = translation_needs(loaded, ctx)
-    if not need:
+
+def convert_records(plan: BuildPlan, loaded: list[LoadedRecord], runner: LLMRunner) -> list[Converted | Rejected]:
+    """Every conversion step of each record (records of one source), through the runner: the
+    steps that ask an LLM get their answers first. Per record: samples in step order and the
+    planned samples it could not make, or the ``Rejected`` that stopped it."""
+    if not loaded:
         return []
-    rec = loaded.record
-    status, reason = "skipped_llm", "offline"
-    if llm is not None:
-        kinds = sorted(need)
-        tr = llm.translate([need[k] for k in kinds])
-        if tr.texts is not None:
-            loaded.facts["translations"] = {"zh": dict(zip(kinds, tr.texts))}
-            return []
-        status, reason = tr.status or "skipped_llm", tr.reason or "no_translation"
-    return [_drop_row(rec.uid, rec.primary_file, task, lang, status, reason, "caption translation",
-                      converter="captions") for task, lang in planned]
+    spec = plan.recipe.sources[plan.source_index(loaded[0].record.source)]
+    out: list[Converted | Rejected] = [([], []) for _ in loaded]
+    for step in spec.convert:
+        live = [i for i, o in enumerate(out) if not isinstance(o, Rejected)]
+        ctx = _ctx(plan, step)
+        results = runner.convert(registry.get_converter(step.converter), [(loaded[i], ctx) for i in live])
+        for i, result in zip(live, results):
+            if isinstance(result, Rejected):
+                out[i] = result
+                continue
+            samples, missing = out[i]  # type: ignore[misc]
+            samples += [x for x in result if isinstance(x, Sample)]
+            missing += [(step.converter, x) for x in result if isinstance(x, Missing)]
+    return out
 
 
-def run_slice(plan: BuildPlan, work: Path, index: int, llm: Any = None) -> Path:
+def run_slice(plan: BuildPlan, work: Path, index: int, llm: LLMRunner | None = None) -> Path:
     """Convert slice ``index`` of ``plan`` into ``work/slices/``; returns the result path.
 
-    ``llm`` is the build's ``LLMSynthesizer`` (or None: offline with no cache, every LLM sample
-    is then ``skipped_llm``). LLM steps run after the slice's template samples, over all its
-    records at once, so the client's thread pool gives the concurrency.
+    ``llm`` is the build's ``LLMRunner`` (None: no endpoint and no cache, every LLM-derived
+    sample is ``skipped_llm``). A record whose converters ask an LLM waits until the end of the
+    slice, where all such records are converted together, so the client's threads give the
+    concurrency; the others are converted and written as they are read.
     """
+    runner = llm if llm is not None else LLMRunner(None)
     tar_path, result_path = slice_paths(work, index)
     readers = _Readers(plan, {})
     record_rows: list[dict[str, Any]] = []
     summaries: list[dict[str, Any]] = []
     drops: list[dict[str, Any]] = []
-    pending: list[tuple[RawRecord, LoadedRecord, list[Sample], list[dict[str, Any]]]] = []
+    waiting: dict[str, list[LoadedRecord]] = {}  # by source: records whose converters ask an LLM
     signatures: dict[str, Any] = {}  # media sha256 -> dedup signature, each image hashed once
     media_at: dict[str, tuple[int, int]] = {}  # media sha256 -> (offset, size) in this slice's tar
     with AtomicTarWriter(tar_path) as tar:
 
-        def finish(record: RawRecord, samples: list[Sample], record_drops: list[dict[str, Any]],
-                   label: Any = None) -> None:
+        def finish(loaded: LoadedRecord, result: Converted | Rejected) -> None:
+            record = loaded.record
+            if isinstance(result, Rejected):
+                record_rows.append(_record_row(record, "rejected", result.reason, result.path, result.detail, 0))
+                return
+            samples, missing = result
+            record_drops = [_drop_row(record, converter, m) for converter, m in missing]
             drops.extend(record_drops)
             if samples:
                 record_rows.append(_record_row(record, "emitted", "", record.primary_file, "", len(samples)))
@@ -126,7 +129,7 @@ def run_slice(plan: BuildPlan, work: Path, index: int, llm: Any = None) -> Path:
                 first = record_drops[0]
                 status = "skipped_llm" if all(d["status"] == "skipped_llm" for d in record_drops) else "rejected"
                 record_rows.append(_record_row(record, status, first["reason"], record.primary_file,
-                                               "every LLM-derived sample was dropped", 0))
+                                               "every planned sample needed an LLM answer it did not get", 0))
             else:
                 record_rows.append(_record_row(record, "rejected", "no_samples", record.primary_file,
                                                "no converter task applies to this record", 0))
@@ -134,21 +137,22 @@ def run_slice(plan: BuildPlan, work: Path, index: int, llm: Any = None) -> Path:
                 for m in sample.media:
                     if m.sha256 not in signatures:
                         signatures[m.sha256] = image_signature(m)
-                summaries.append(_summary(sample, record, _spill(tar, sample, media_at), label))
+                summaries.append(_summary(sample, record, _spill(tar, sample, media_at), loaded.facts.get("label")))
 
         for record in plan.slice_records(index):
             try:
-                loaded, samples, translation_drops = convert_record(plan, readers, record, llm)
+                loaded = readers.get(record.source).load(record)
+                waits = asks_llm(plan, loaded)
             except Rejected as rej:
                 record_rows.append(_record_row(record, "rejected", rej.reason, rej.path, rej.detail, 0))
                 continue
-            if _llm_step(plan, record.source) is None:
-                finish(record, samples, translation_drops, loaded.facts.get("label"))
+            if waits:
+                waiting.setdefault(record.source, []).append(loaded)
             else:
-                pending.append((record, loaded, samples, translation_drops))
-        labels = {rec.uid: loaded.facts.get("label") for rec, loaded, _, _ in pending}
-        for record, samples, record_drops in _run_llm_steps(plan, pending, llm):
-            finish(record, samples, record_drops, labels[record.uid])
+                finish(loaded, convert_records(plan, [loaded], runner)[0])
+        for batch in waiting.values():
+            for loaded, result in zip(batch, convert_records(plan, batch, runner)):
+                finish(loaded, result)
     doc = {"fingerprint": plan.fingerprint, "slice": index, "records": record_rows, "samples": summaries,
            "drops": drops, "signatures": signatures}
     tmp = result_path.with_name(f"{result_path.name}.tmp-{os.getpid()}")
@@ -164,41 +168,11 @@ def image_signature(media: Media) -> dict[str, Any] | None:
     return signature(decode_image(media.data, media.sha256)).to_dict()
 
 
-def _llm_step(plan: BuildPlan, source: str):
-    spec = plan.recipe.sources[plan.source_index(source)]
-    return next((s for s in spec.convert if s.converter == LLM_CONVERTER), None)
-
-
-def _run_llm_steps(plan: BuildPlan, pending: list[tuple[RawRecord, LoadedRecord, list[Sample], list[dict[str, Any]]]],
-                   llm: Any):
-    """Yield (record, all samples, drop rows) in input order, LLM samples added per source."""
-    by_source: dict[str, list[int]] = {}
-    for i, (record, _, _, _) in enumerate(pending):
-        by_source.setdefault(record.source, []).append(i)
-    extra: dict[int, tuple[list[Sample], list[dict[str, Any]]]] = {}
-    for source, idx in by_source.items():
-        step = _llm_step(plan, source)
-        ctx = _ctx(plan, step)
-        if llm is None:
-            for i in idx:
-                rec = pending[i][0]
-                extra[i] = ([], [_drop_row(rec.uid, rec.primary_file, t, lang, "skipped_llm", "offline", "")
-                                 for t in step.tasks for lang in ctx.langs])
-            continue
-        for i, outcome in zip(idx, llm.synthesize_many([pending[i][1] for i in idx], ctx)):
-            extra[i] = (outcome.samples, [
-                _drop_row(d.uid, d.source_file, d.task, d.lang, d.status, d.reason, d.detail) for d in outcome.drops
-            ])
-    for i, (record, _, samples, earlier) in enumerate(pending):
-        llm_samples, rows = extra[i]
-        yield record, samples + llm_samples, earlier + rows
-
-
-def _drop_row(uid: str, path: str, task: str, lang: str, status: str, reason: str, detail: str,
-              converter: str = LLM_CONVERTER) -> dict[str, Any]:
-    """A planned LLM-derived sample that was not emitted: one manifest row of kind ``sample``."""
-    return {"id": f"{uid}#{converter}/{task}/{lang}", "record_uid": uid, "path": path, "task": task,
-            "lang": lang, "status": status, "reason": reason, "detail": detail}
+def _drop_row(record: RawRecord, converter: str, m: Missing) -> dict[str, Any]:
+    """A planned sample that was not made: one manifest row of kind ``sample``."""
+    return {"id": f"{record.uid}#{converter}/{m.slot or m.task}/{m.lang}", "record_uid": record.uid,
+            "path": record.primary_file, "task": m.task, "lang": m.lang, "status": m.status,
+            "reason": m.reason, "detail": m.detail}
 
 
 def _record_row(record: RawRecord, status: str, reason: str, path: str | None, detail: str, n: int) -> dict[str, Any]:

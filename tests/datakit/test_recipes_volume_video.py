@@ -69,6 +69,7 @@ def test_ct3d_accounting_languages_and_groups(built):
         # the slices are held once, ahead of the first question
         assert d["question"].startswith("<image>\n" * 11) == (d["turn"] == 0)
         assert "<image>" not in d["question"].removeprefix("<image>\n" * 11)
+        assert "discussion:" not in d["reply"] and "study_findings:" not in d["reply"]
     manifest = pl.read_parquet(built["ct3d"].out / "manifest.parquet").filter(pl.col("kind") == "sample")
     records_of_group = manifest.group_by("group").agg(pl.col("record_uid").n_unique())
     assert records_of_group["record_uid"].max() == 1  # dedup's unit: no group spans two records
@@ -153,16 +154,32 @@ def test_all_recipe_holds_every_source_of_every_other_recipe():
     assert covered == set(everything)  # and nothing that no modality recipe has
 
 
-def test_free_text_tasks_refuse_chinese(sample_sources):
+def test_chinese_free_text_needs_the_translation(sample_sources):
+    """Without the LLM's answer a Chinese report is a ``skipped_llm`` Missing, never English
+    text under a Chinese question; the templated plane questions need no LLM."""
+    from datakit.converters.base import Missing
+    from datakit.llm.request import LLMReply
+    from datakit.sample import Sample
+
     reader = M3DCapReader(sample_sources / "M3D_Cap_npy")
     record = next(r for r in reader.discover() if hasattr(r, "images"))
     loaded = reader.load(record)
-    convert = get_converter("volume_vqa").fn
+    spec = get_converter("volume_vqa")
     ctx = ConvertContext(seed=1, tasks=("report", "plane_mcq"), langs=("en", "zh"))
-    assert sorted((s.task, s.lang) for s in convert(loaded, ctx)) == [
+    out = spec.fn(loaded, ctx)
+    assert sorted((s.task, s.lang) for s in out if isinstance(s, Sample)) == [
         ("plane_mcq", "en"), ("plane_mcq", "zh"), ("report", "en")]
-    with pytest.raises(ValueError, match="LLM translation"):
-        convert(loaded, ConvertContext(seed=1, tasks=("report",), langs=("en", "zh"), options={"langs": ["zh"]}))
+    assert [(m.task, m.lang, m.status, m.reason) for m in out if isinstance(m, Missing)] == [
+        ("report", "zh", "skipped_llm", "not_asked")]
+    [(name, request)] = spec.requests(loaded, ctx).items()
+    report = loaded.facts["report"]
+    assert request.task == "translate_zh" and report in request.messages[1].content[0]
+    reply = LLMReply(cache_key="k", parsed={"translations": ["中文报告。"]})
+    zh = [s for s in spec.fn(loaded, ConvertContext(seed=1, tasks=("report",), langs=("en", "zh"),
+                                                    answers={name: reply})) if s.lang == "zh"]
+    assert [s.answer for s in zh] == ["中文报告。"] and zh[0].provenance["llm_translation_cache_key"] == "k"
+    with pytest.raises(ValueError, match="subset"):
+        spec.fn(loaded, ConvertContext(seed=1, tasks=("report",), langs=("en",), options={"langs": ["zh"]}))
 
 
 @pytest.mark.parametrize("bank", ["volume", "video"])
