@@ -1,4 +1,4 @@
-"""The sample contract between datakit and the trainer (DESIGN.md, "Shards"; docs/shard-samples.md).
+"""The sample contract between datakit and the trainer (DESIGN.md, "Shards"; docs/multi-turn-samples.md).
 
 On disk a sample is ``<key>.json`` plus its ordered media ``<key>.0.png``, ``<key>.1.jpg`` ...
 (or ``<key>.0.mp4``). The JSON (schema ``fleming-vqa/2``) holds one InternVL-style conversation

@@ -171,7 +171,7 @@ def image_signature(media: Media) -> dict[str, Any] | None:
 def _drop_row(record: RawRecord, converter: str, m: Missing) -> dict[str, Any]:
     """A planned sample that was not made: one manifest row of kind ``sample``."""
     return {"id": f"{record.uid}#{converter}/{m.slot or m.task}/{m.lang}", "record_uid": record.uid,
-            "path": record.primary_file, "task": m.task, "lang": m.lang, "status": m.status,
+            "group": record.uid, "path": record.primary_file, "task": m.task, "lang": m.lang, "status": m.status,
             "reason": m.reason, "detail": m.detail}
 
 

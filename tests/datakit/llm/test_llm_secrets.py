@@ -51,7 +51,7 @@ def test_api_key_appears_nowhere(server, make_client, tmp_path, caplog, capfd):
     assert any(samples for samples, _ in outcomes)
 
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
-    assert any(p.suffix == ".tar" for p in files) and len([p for p in files if p.suffix == ".json"]) > 10
+    assert any(p.suffix == ".tar" for p in files) and len([p for p in files if p.suffix == ".json"]) > 5
     for path in files:
         assert CANARY_KEY.encode() not in path.read_bytes(), path
         if path.suffix == ".parquet":  # compressed pages hide bytes from grep: read the cells
