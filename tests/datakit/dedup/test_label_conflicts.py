@@ -4,7 +4,6 @@ the bundled real BUSI images the near-image stage has precision and recall 1 on 
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import itertools
 
