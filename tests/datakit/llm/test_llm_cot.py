@@ -101,6 +101,29 @@ def test_offline_build_counts_cot_as_skipped_llm(tmp_path, api_key, sample_sourc
     assert result.summary["accounting"]["samples"]["skipped_llm"] == 10
 
 
+def test_an_unexpected_error_in_a_batched_llm_step_costs_one_record(tmp_path, api_key, sample_sources, monkeypatch):
+    """The records of an LLM step are converted together at the end of a slice; one that fails
+    unexpectedly is one internal_error row, and the rest of the batch is converted."""
+    import datakit.converters.llm_enrich as llm_enrich
+
+    real = llm_enrich.cot_outputs
+    victim = {}
+
+    def flaky(loaded, ctx, provenance):
+        victim.setdefault("uid", loaded.record.uid)
+        if loaded.record.uid == victim["uid"]:
+            raise KeyError("no such field")
+        return real(loaded, ctx, provenance)
+
+    monkeypatch.setattr(llm_enrich, "cot_outputs", flaky)
+    result = build(_recipe(tmp_path), sample_sources, tmp_path / "o", llm_config=_cfg(tmp_path, None))
+    rows = pl.read_parquet(tmp_path / "o" / "manifest.parquet").filter(pl.col("reason") == "internal_error")
+    assert rows["record_uid"].to_list() == [victim["uid"]] and rows["detail"][0] == "KeyError: 'no such field'"
+    assert result.summary["internal_errors"]["count"] == 1 and result.summary["tasks"]["diagnosis_mcq"] == 8
+    with pytest.raises(KeyError, match="no such field"):
+        build(_recipe(tmp_path), sample_sources, tmp_path / "strict", llm_config=_cfg(tmp_path, None), strict=True)
+
+
 @pytest.mark.parametrize("reasoning, gold, verdict", [
     ("Round and smooth.\nAnswer: B", "B", ""),
     ("<think>Round and smooth.</think><answer>C</answer>", "C", ""),
