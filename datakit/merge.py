@@ -28,7 +28,7 @@ from datakit.manifest import Manifest, accounting_line, check_accounting
 from datakit.plan import BuildPlan
 from datakit.progress import Progress
 from datakit.release import release_checksums
-from datakit.sample import INTERLEAVED_SCHEMA, SCHEMA, canonical_json, conversation_doc
+from datakit.sample import INTERLEAVED, INTERLEAVED_SCHEMA, SCHEMA, canonical_json, conversation_doc
 from datakit.seeding import derive_seed
 from datakit.splits import assign_split, assign_splits  # noqa: F401  (assign_split: public here too)
 from datakit.shard_writer import AtomicTarWriter
@@ -255,9 +255,13 @@ def _write_shard(path: Path, chats: list[Chat]) -> None:
 def balance_lines(balance: dict[str, Any], sizes: dict[str, Any]) -> list[str]:
     """The build summary's lines on what the shards hold and what they cost."""
     ratio = sizes["shard_to_source"]
-    lines = [f"samples: {balance['conversations']} conversations holding {balance['turns']} QA turns "
-             f"(turns per conversation {balance['turns_per_conversation']}); yes/no share "
-             f"{balance['yes_no_share']:.1%}; mcq letters {balance['mcq_answer_letters']}",
+    if balance.get("question_type") and set(balance["question_type"]) == {INTERLEAVED}:
+        held = f"samples: {balance['conversations']} interleaved documents"
+    else:
+        held = (f"samples: {balance['conversations']} conversations holding {balance['turns']} QA turns "
+                f"(turns per conversation {balance['turns_per_conversation']}); yes/no share "
+                f"{balance['yes_no_share']:.1%}; mcq letters {balance['mcq_answer_letters']}")
+    lines = [held,
              f"bytes: shards {sizes['shard_bytes']:,} / sources {sizes['source_bytes']:,} = "
              + (f"{ratio:.2f}x" if ratio is not None else "n/a")]
     if balance["balanced_out"]:
