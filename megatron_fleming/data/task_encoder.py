@@ -110,8 +110,9 @@ class TaskEncoderConfig:
 
 
 class FlemingTaskEncoder(DefaultTaskEncoder[FlemingVQASample, EncodedSample, VLMBatch, VLMBatch]):
-    """Energon task encoder for datakit shards (crude ``fleming-vqa/1`` samples, or
-    ``fleming-interleaved/1`` documents where the dataset says so)."""
+    """Energon task encoder for datakit shards (crude ``fleming-vqa/2`` samples: one conversation
+    of one or more turns over media stored once; or ``fleming-interleaved/1`` documents where the
+    dataset says so)."""
 
     cookers = COOKERS
     # Raw bytes from energon: sizes come from headers before packing, pixels after it.

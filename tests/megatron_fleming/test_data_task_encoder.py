@@ -52,8 +52,9 @@ def _check_batch(batch, tok, docs, tokens_per_tile=256):
         assert batch.position_ids[r, a] == 0
         targets = batch.labels[r, a:b]
         trained = targets[targets != -100].tolist()
-        answer = docs[key]["conversations"][-1]["value"]
-        assert tok.decode(trained) == answer + IM_END, key
+        # every gpt turn of the conversation is trained on, each closed by its end token
+        answers = [t["value"] for t in docs[key]["conversations"] if t["from"] == "gpt"]
+        assert tok.decode(trained) == "".join(a + IM_END for a in answers), key
 
 
 def test_packed_training_batches_from_energon(shards):

@@ -1,7 +1,8 @@
 """A tiny VLM over-fits a handful of datakit samples, and bad samples in its shard are skipped and
 counted while training goes on.
 
-One shard holds 6 real samples of the demo build (images + bilingual conversations) and, between
+One shard holds 6 real single-turn samples of the demo build (images + one question each, split
+from its multi-turn conversations) and, between
 them, a sample with corrupt image bytes, one whose JSON lists a medium the tar lacks, and one too
 long for the sequence budget. The real trainer (`megatron_fleming.train.run`, one CPU rank, tiny
 preset, fp32) trains on it for 40 steps.
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from datakit.energon_format import prepare, write_dataset_yaml
+from datakit.sample import canonical_json, turn_docs
 from datakit.shard_writer import AtomicTarWriter, iter_samples
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,12 +40,19 @@ def _bad_samples(template: dict[str, bytes]) -> list[tuple[str, list[tuple[str, 
     ]
 
 
+def _single_turns(source: Path):
+    """The demo shard's conversations one turn at a time (a handful of short samples to overfit)."""
+    for _, parts in iter_samples(source):
+        for doc in turn_docs(json.loads(parts["json"])):
+            yield doc["turns"][0]["key"], {"json": canonical_json(doc), **{p: v for p, v in parts.items() if p != "json"}}
+
+
 @pytest.fixture(scope="module")
 def trained(ultrasound_build, tmp_path_factory, torchrun):
     root = tmp_path_factory.mktemp("overfit")
     shard = root / "data"
     source = sorted((ultrasound_build.out / "train").glob("*.tar"))[0]
-    good = [(key, list(parts.items())) for _, (key, parts) in zip(range(GOOD), iter_samples(source))]
+    good = [(key, list(parts.items())) for _, (key, parts) in zip(range(GOOD), _single_turns(source))]
     bad = _bad_samples(dict(good[0][1]))
     samples = [good[0], bad[0], good[1], good[2], bad[1], good[3], good[4], bad[2], good[5]]
     with AtomicTarWriter(shard / "train" / "shard-000000.tar") as writer:
