@@ -17,12 +17,16 @@ from megatron.core.transformer.spec_utils import ModuleSpec
 from megatron.core.transformer.transformer_config import TransformerConfig
 
 from megatron_fleming.model.config import LanguageConfig
+from megatron_fleming.model.packed import PackedDotProductAttention
 from megatron_fleming.model.vision_layers import TransformerImpl, require_transformer_engine
 
 
 def qwen2_layer_spec(impl: TransformerImpl = "local") -> ModuleSpec:
     if impl == "local":
-        return get_gpt_layer_local_spec(normalization="RMSNorm", qk_layernorm=False)
+        spec = get_gpt_layer_local_spec(normalization="RMSNorm", qk_layernorm=False)
+        # Packed rows arrive as THD params on CPU too (see `packed`).
+        spec.submodules.self_attention.submodules.core_attention = PackedDotProductAttention
+        return spec
     require_transformer_engine()
     return get_gpt_layer_with_transformer_engine_spec(qk_layernorm=False)
 

@@ -79,13 +79,7 @@ def test_packing_needs_one_row():
                           cu_seqlens=torch.tensor([0, 4]))
 
 
-# -- the real model (megatron-core on the CPU shim), one torchrun run for the checks below --
-
-@pytest.fixture(scope="module")
-def model_checks(torchrun):
-    meta = torchrun("model_checks_worker.py", 1, ["--delta", "0.25"])
-    return meta, torch.load(meta["tensors"])
-
+# -- the real model (megatron-core on the CPU shim): `model_checks` (conftest) runs it once --
 
 def test_rotary_phases_equal_float64_reference(model_checks):
     meta, tensors = model_checks
