@@ -210,12 +210,20 @@ class ParallelConfig:
                  f"transformer_impl is {self.transformer_impl!r}; use 'local' or 'transformer_engine'")
         _require(self.device == "cuda" or self.transformer_impl == "local",
                  "Transformer Engine layers need a GPU; on CPU set transformer_impl='local'")
-        needs_te = self.sequence_parallel or self.context_parallel > 1
-        _require(not needs_te or (self.device == "cuda" and self.transformer_impl != "local"),
-                 "sequence and context parallelism need Transformer Engine on GPU: set "
-                 "device='cuda' and transformer_impl='transformer_engine', or on CPU "
-                 "sequence_parallel=False and context_parallel=1")
         _require(self.sequence_parallel is False or self.tensor_parallel > 1,
                  "sequence_parallel needs tensor_parallel > 1")
         for name in ("tensor_parallel", "pipeline_parallel", "context_parallel"):
             _require(getattr(self, name) >= 1, f"{name} must be >= 1")
+        # Refused, not accepted: megatron would build CP groups but nothing here splits tokens,
+        # labels, V2PE positions and image embeddings per CP rank (get_batch_on_this_cp_rank),
+        # and megatron-core 0.16.1's mRoPE slices fp32 positions for the bshd layout only, so a
+        # packed (THD) row would rotate by the wrong positions: it would train silently wrong.
+        _require(self.context_parallel == 1,
+                 f"parallel.context_parallel is {self.context_parallel}: context parallelism is "
+                 "not supported (nothing splits the packed row, V2PE positions and image "
+                 "embeddings per CP rank); set context_parallel: 1 and use tensor, pipeline or "
+                 "data parallelism")
+        owned = {"tensor_model_parallel_size", "pipeline_model_parallel_size",
+                 "context_parallel_size", "sequence_parallel"} & set(self.extra)
+        _require(not owned, f"parallel.extra sets {sorted(owned)}: use parallel.tensor_parallel, "
+                            "pipeline_parallel, context_parallel and sequence_parallel")

@@ -4,6 +4,8 @@ A TP=1 run saves a megatron dist-checkpoint of its initial weights and trains 3 
 layouts load that checkpoint (resharding it) and train the same 3 steps on the same global batch.
 The first loss (before any update) checks the checkpoint round trip; the later ones and the
 gradient norms check forward, backward, gradient reduction and the optimizer of each layout.
+TP2 x PP2 runs with sequence parallelism: the sequence is split over the TP ranks between the
+tensor-parallel regions, and the norms' partial gradients are summed over TP.
 V2PE is on (delta = 0.5) throughout, so fractional positions cross pipeline stages too.
 """
 
@@ -34,8 +36,8 @@ def reference(torchrun, tmp_path_factory):
     (2, ["--tp", "2"]),
     (2, ["--distributed-optimizer"]),  # DP=2
     (2, ["--pp", "2"]),
-    (4, ["--tp", "2", "--pp", "2"]),
-], ids=["tp2", "dp2-distopt", "pp2", "tp2xpp2"])
+    (4, ["--tp", "2", "--pp", "2", "--sp"]),
+], ids=["tp2", "dp2-distopt", "pp2", "tp2xpp2-sp"])
 def test_layout_trains_like_tp1(torchrun, reference, nproc, layout):
     checkpoint, want = reference
     got = torchrun("train_worker.py", nproc, ["--preset", "tiny", "--load", str(checkpoint), *layout])

@@ -79,7 +79,8 @@ def test_fp8_on_a_gpu_config_selects_megatron_fp8_fields():
     ("data.dynamic_resolution=false", "max_tiles"),
     ("train.global_batch_size=130", "multiple of train.micro_batch_size"),
     ("model.overrides.language.num_query_groups=3", "num_query_groups"),
-    ("parallel.sequence_parallel=true", "sequence"),
+    ("parallel.sequence_parallel=true", "sequence_parallel needs tensor_parallel > 1"),
+    ("parallel.context_parallel=2", "parallel.context_parallel is 2: context parallelism is not"),
 ])
 def test_bad_configs_fail_naming_the_fix(override, message):
     extra = ["train.micro_batch_size=4"] if "global_batch" in override else []

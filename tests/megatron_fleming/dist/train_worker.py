@@ -102,13 +102,15 @@ def main() -> None:
     parser.add_argument("--tp", type=int, default=1)
     parser.add_argument("--pp", type=int, default=1)
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--sp", action="store_true", help="sequence parallelism (needs --tp > 1)")
     parser.add_argument("--distributed-optimizer", action="store_true")
     parser.add_argument("--freeze", nargs="*", default=[])
     parser.add_argument("--load")
     parser.add_argument("--save")
     args = parser.parse_args()
 
-    par = ParallelConfig(tensor_parallel=args.tp, pipeline_parallel=args.pp)
+    par = ParallelConfig(tensor_parallel=args.tp, pipeline_parallel=args.pp,
+                         sequence_parallel=args.sp)
     cfg = load_preset(args.preset, v2pe_delta=args.delta)
     initialize_parallel(par, seed=1234)
     chunks = build_model_chunks(cfg, par)
