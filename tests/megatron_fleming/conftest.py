@@ -75,7 +75,8 @@ def torchrun(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def model_checks(torchrun):
-    """One run of `dist/model_checks_worker.py` (tiny preset, V2PE delta 0.25): its JSON and
+    """One run of `dist/model_checks_worker.py` (tiny preset, V2PE delta 1/8: a 4-token tile ends
+    half-way between integers, so the ceil before the next text token matters): its JSON and
     tensors, shared by the V2PE and packing tests."""
-    meta = torchrun("model_checks_worker.py", 1, ["--delta", "0.25"])
+    meta = torchrun("model_checks_worker.py", 1, ["--delta", "0.125"])
     return meta, torch.load(meta["tensors"])

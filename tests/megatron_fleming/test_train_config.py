@@ -52,6 +52,10 @@ def test_stage_configs_carry_table2_values(size, stage):
     assert cfg.train.global_batch_size % (cfg.train.micro_batch_size * data_parallel) == 0
     te = cfg.data.encoder_config(cfg.vlm_config())
     assert te.tokens_per_tile == 256 and te.tiling.image_size == 448
+    # V2PE as InternVL3 trains it: a step per sample from {1, 1/2, ..., 1/256}; a fixed step
+    # below 1 for evaluation and inference.
+    assert te.v2pe_train_deltas == tuple(2.0 ** -k for k in range(9))
+    assert 0 < cfg.vlm_config().v2pe_delta < 1
 
 
 def test_stage1_needs_its_length_and_says_how():
