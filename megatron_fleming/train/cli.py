@@ -60,5 +60,5 @@ def add_train_parser(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--stop-marker", type=Path, default=None,
                        help="file written when a signal stopped training after its checkpoint")
     train.add_argument("overrides", nargs="*", metavar="section.key=value",
-                       help="config overrides, values parsed as YAML (e.g. train.iters=10)")
+                       help="config overrides, values parsed as YAML (e.g. train.conversations=1000)")
     train.set_defaults(func=_cmd_train)

@@ -27,6 +27,7 @@ from megatron_fleming.model.parallel import build_model_chunks, unwrap, wrap_wit
 from megatron_fleming.train.config import TrainConfig
 from megatron_fleming.train.fp8 import require_fp8_runtime, with_fp8
 from megatron_fleming.train.optim import build_optimizer, build_scheduler
+from megatron_fleming.train.schedule import StageLength
 from megatron_fleming.train.step import LOSS_KEY, batch_to_device, forward_step
 
 
@@ -42,9 +43,10 @@ class StepResult:
 
 
 class TrainModule:
-    def __init__(self, cfg: TrainConfig, vlm: VLMConfig) -> None:
+    def __init__(self, cfg: TrainConfig, vlm: VLMConfig, length: StageLength) -> None:
         self.cfg = cfg
         self.vlm = vlm
+        self.length = length
         require_fp8_runtime(cfg.fp8)
         par = with_fp8(cfg.parallel, cfg.fp8)
         self.device = torch.device("cuda", torch.cuda.current_device()) if par.device == "cuda" \
@@ -62,7 +64,7 @@ class TrainModule:
         )
         self.model = wrap_with_ddp(chunks, ddp_config)
         self.optimizer = build_optimizer(cfg, self.model)
-        self.scheduler = build_scheduler(cfg, self.optimizer)
+        self.scheduler = build_scheduler(cfg, self.optimizer, length)
         self._wire_megatron_hooks()
 
     def _wire_megatron_hooks(self) -> None:
@@ -84,8 +86,10 @@ class TrainModule:
         groups = self.optimizer.param_groups
         return float(groups[0]["lr"]) if groups else self.scheduler.get_lr({})
 
-    def train_step(self, batches: list[VLMBatch]) -> StepResult:
-        """One optimizer update over this rank's micro-batches of the global batch."""
+    def train_step(self, batches: list[VLMBatch], *, consumed: int) -> StepResult:
+        """One optimizer update over this rank's micro-batches of the global batch; `consumed` is
+        the conversations the whole global batch used up (`schedule.global_consumed`), which
+        advance the learning-rate schedule."""
         batches = [batch_to_device(b, self.device) for b in batches]
         for chunk in self.model:
             chunk.train()
@@ -102,7 +106,7 @@ class TrainModule:
             micro_batch_size=batches[0].input_ids.shape[0],
             forward_only=False,
         )
-        self.scheduler.step(1)  # iteration i runs at lr(i); see `optim`
+        self.scheduler.step(consumed)  # this step runs at the lr of the count it reaches
         update_applied, grad_norm, _ = self.optimizer.step()
         loss_sum, loss_tokens = 0.0, 0
         if parallel_state.is_pipeline_last_stage(ignore_virtual=True):

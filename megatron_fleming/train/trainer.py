@@ -1,10 +1,11 @@
 """The training loop and the entry point `run(cfg)`: parse, build, fit.
 
 `Trainer` owns only the loop and when to checkpoint: draw this rank's micro-batches of the global
-batch, let the `TrainModule` take a step, reduce what the step reports to global metrics, hand
-them to the callbacks, and save every ``checkpoint.interval`` iterations, at the end, and when a
-SIGTERM arrived or ``train.exit_interval`` says so (then exit 0, so a requeued job resumes where
-this one stopped).
+batch, count the conversations the global batch consumed (`schedule`), let the `TrainModule` take
+a step, reduce what the step reports to global metrics, hand them to the callbacks, and save every
+``checkpoint.interval`` iterations, at the end, and when a SIGTERM arrived or
+``train.exit_interval`` says so (then exit 0, so a requeued job resumes where this one stopped).
+The stage ends once it has consumed its conversations.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from megatron_fleming.train.checkpoint import Checkpointer
 from megatron_fleming.train.config import TrainConfig
 from megatron_fleming.train.loader import build_task_encoder, build_tokenizer, build_train_loader
 from megatron_fleming.train.preemption import PreemptionSignal
+from megatron_fleming.train.schedule import StageLength, global_consumed
 from megatron_fleming.train.train_module import StepResult, TrainModule
 
 log = logging.getLogger(__name__)
@@ -43,17 +45,19 @@ class Progress:
     """Counters that survive resumes (saved with every checkpoint)."""
 
     iteration: int = 0
-    samples: int = 0
+    consumed: int = 0  # conversations used up: packed + skipped (drives the schedule)
+    samples: int = 0  # conversations trained on
     tokens: int = 0
     skipped: Counter = field(default_factory=Counter)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"samples": self.samples, "tokens": self.tokens, "skipped": dict(self.skipped)}
+        return {"consumed": self.consumed, "samples": self.samples, "tokens": self.tokens,
+                "skipped": dict(self.skipped)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Progress:
-        return cls(iteration=data["iteration"], samples=data["samples"], tokens=data["tokens"],
-                   skipped=Counter(data["skipped"]))
+        return cls(iteration=data["iteration"], consumed=data["consumed"], samples=data["samples"],
+                   tokens=data["tokens"], skipped=Counter(data["skipped"]))
 
 
 class Trainer:
@@ -103,36 +107,40 @@ class Trainer:
             cb.on_checkpoint(progress.iteration, seconds, reason)
 
     def fit(self, progress: Progress) -> str:
-        """Train from `progress` to ``train.iters``; returns why it stopped: finished, signal or
-        exit_interval."""
-        total, interval = self.cfg.train.iters, self.cfg.checkpoint.interval
+        """Train from `progress` until the stage's conversations are consumed; returns why it
+        stopped: finished, signal or exit_interval."""
+        length, interval = self.module.length, self.cfg.checkpoint.interval
         exit_interval = self.cfg.train.exit_interval
         for cb in self.callbacks:
-            cb.on_train_start(progress.iteration, total)
+            cb.on_train_start(progress.iteration, progress.consumed, length.total)
         data = iter(self.loader)
         reason = "finished"
-        while progress.iteration < total:
+        while progress.consumed < length.total:
             start = time.perf_counter()
             # torch's DataLoader draws a seed from the global generator when its iterator
             # starts; keep data loading off the training RNG so a resume replays it exactly.
             with torch.random.fork_rng(devices=[]):
                 batches = [next(data) for _ in range(self.microbatches)]
             data_wait = time.perf_counter() - start
-            step = self.module.train_step(batches)
+            consumed = global_consumed(batches, self.module.device)
+            step = self.module.train_step(batches, consumed=consumed)
             loss, loss_tokens, tokens, samples, skipped = self._global(batches, step)
             elapsed = time.perf_counter() - start
             progress.iteration += 1
+            progress.consumed += consumed
             progress.samples += samples
             progress.tokens += tokens
             progress.skipped.update(skipped)
             metrics = StepMetrics(
-                iteration=progress.iteration, loss=loss, lr=step.lr, grad_norm=step.grad_norm,
+                iteration=progress.iteration, consumed=progress.consumed,
+                total=length.total, epoch=length.epoch(progress.consumed),
+                loss=loss, lr=step.lr, grad_norm=step.grad_norm,
                 loss_tokens=loss_tokens, tokens_per_s=tokens / elapsed,
                 samples_per_s=samples / elapsed, step_time=elapsed, data_wait=data_wait,
                 skipped=dict(progress.skipped))
             for cb in self.callbacks:
                 cb.on_step(metrics)
-            last = progress.iteration == total
+            last = progress.consumed >= length.total
             signalled = self.preemption.requested()  # a collective: every rank, every step
             timed_exit = bool(exit_interval) and progress.iteration % exit_interval == 0
             if not last and (signalled or timed_exit):
@@ -164,7 +172,7 @@ def build_components(cfg: TrainConfig, vlm: VLMConfig) -> Components:
     dp_size = parallel_state.get_data_parallel_world_size()
     loader = build_train_loader(cfg, encoder, dp_rank=parallel_state.get_data_parallel_rank(),
                                 dp_size=dp_size, prefetch=cfg.microbatches(dp_size))
-    return Components(tokenizer, encoder, loader, TrainModule(cfg, vlm))
+    return Components(tokenizer, encoder, loader, TrainModule(cfg, vlm, StageLength.of(cfg)))
 
 
 def run(cfg: TrainConfig, *, stop_marker: str | Path | None = None,

@@ -10,6 +10,9 @@ class StepMetrics:
     """One optimizer step, over the whole global batch (all data-parallel ranks)."""
 
     iteration: int
+    consumed: int  # conversations the stage has consumed so far (packed + skipped)
+    total: int  # conversations the stage consumes
+    epoch: float  # consumed / conversations in one pass over the data
     loss: float  # mean per-token loss of the global batch
     lr: float
     grad_norm: float | None  # before clipping
@@ -28,8 +31,8 @@ class StepMetrics:
 class Callback:
     """Hooks called by the trainer on rank 0; each defaults to doing nothing."""
 
-    def on_train_start(self, iteration: int, total: int) -> None:
-        pass
+    def on_train_start(self, iteration: int, consumed: int, total: int) -> None:
+        """`consumed` of the stage's `total` conversations are done (0 unless resuming)."""
 
     def on_step(self, metrics: StepMetrics) -> None:
         pass

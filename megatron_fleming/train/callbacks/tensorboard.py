@@ -18,7 +18,8 @@ class TensorBoardLogger(Callback):
         scalars = {"train/loss": m.loss, "train/lr": m.lr, "train/tokens_per_s": m.tokens_per_s,
                    "train/samples_per_s": m.samples_per_s, "train/step_time_s": m.step_time,
                    "train/data_wait_fraction": m.data_wait_fraction,
-                   "train/loss_tokens": m.loss_tokens}
+                   "train/loss_tokens": m.loss_tokens,
+                   "train/consumed_conversations": m.consumed, "train/epoch": m.epoch}
         if m.grad_norm is not None:
             scalars["train/grad_norm"] = m.grad_norm
         for reason, count in m.skipped.items():
