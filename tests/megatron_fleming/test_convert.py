@@ -27,6 +27,7 @@ from megatron_fleming.convert.hf_checkpoint import read_hf_checkpoint, write_hf_
 from megatron_fleming.convert.hf_layouts import HFLayout
 from megatron_fleming.convert.tensors import DictSource, MappedSource, materialize
 from megatron_fleming.convert.verify import verification_batch
+from hf_internvl import random_model  # noqa: E402  (tests/megatron_fleming/hf_internvl.py)
 
 REPO = Path(__file__).resolve().parents[2]
 WORKERS = Path(__file__).resolve().parent / "convert_workers"
@@ -44,24 +45,6 @@ def tiny_config(*, tied: bool, qkv_bias: bool = True) -> InternVLConfig:
                        rope_theta=1e6, tie_word_embeddings=tied)
     return InternVLConfig(vision_config=vision, text_config=text, image_token_id=IMAGE_TOKEN,
                           image_seq_length=4, tie_word_embeddings=tied)
-
-
-@torch.no_grad()
-def random_model(cfg: InternVLConfig, seed: int) -> InternVLForConditionalGeneration:
-    """Every tensor random (transformers zero-inits CLS/positions and sets layer scales to 0.1)."""
-    gen = torch.Generator().manual_seed(seed)
-    model = InternVLForConditionalGeneration(cfg).eval()
-    for name, p in model.named_parameters():
-        noise = torch.randn(p.shape, generator=gen)
-        if ("norm" in name and name.endswith(".weight")) or "lambda_" in name:
-            p.copy_(1 + 0.2 * noise)  # norm gains and layer scales around one
-        elif "embed_tokens" in name:
-            p.copy_(0.5 * noise)
-        elif p.dim() >= 2:
-            p.copy_(noise / (p.numel() / p.shape[0]) ** 0.5)  # unit-variance outputs
-        else:
-            p.copy_(0.2 * noise)  # biases
-    return model
 
 
 # The inverse of transformers' ORIGINAL_TO_CONVERTED_KEY_MAPPING_{VISION,MULTI}; Qwen2 keys are
