@@ -3,6 +3,7 @@
     fleming convert hf-to-mcore --hf DIR --out DIR --tp N --pp M [--verify]
     fleming convert mcore-to-hf --mcore DIR --out DIR [--layout internvl|transformers]
     fleming train --config CONFIG.yaml [--data DIR] [section.key=value ...]
+    fleming plan --config CONFIG.yaml [--gpus N] [section.key=value ...]
 
 Subcommands register themselves through `add_*_parser` functions, so `train` and `eval` can join
 without touching the others.
@@ -15,7 +16,7 @@ import logging
 import sys
 from pathlib import Path
 
-from megatron_fleming.train.cli import add_train_parser
+from megatron_fleming.train.cli import add_plan_parser, add_train_parser
 
 
 def _cmd_hf_to_mcore(args: argparse.Namespace) -> int:
@@ -88,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     add_convert_parser(commands)
     add_train_parser(commands)
+    add_plan_parser(commands)
     return parser
 
 

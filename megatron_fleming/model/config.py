@@ -201,6 +201,10 @@ class ParallelConfig:
     dtype: Literal["fp32", "bf16"] = "fp32"
     transformer_impl: Literal["local", "transformer_engine"] = "local"
     recompute_activations: bool = False
+    #: Language layers on pipeline stage 0, which also holds the ViT and the projector (the
+    #: InternViT-6B is ~6B parameters: stage 0 takes fewer LLM layers); the other stages split
+    #: the rest evenly. None: every stage the same share.
+    first_stage_layers: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # passed through to TransformerConfig
 
     def __post_init__(self) -> None:
@@ -223,7 +227,30 @@ class ParallelConfig:
                  "not supported (nothing splits the packed row, V2PE positions and image "
                  "embeddings per CP rank); set context_parallel: 1 and use tensor, pipeline or "
                  "data parallelism")
+        _require(self.first_stage_layers is None or (
+            self.pipeline_parallel > 1 and self.virtual_pipeline_parallel is None
+            and self.first_stage_layers >= 1),
+            f"parallel.first_stage_layers ({self.first_stage_layers}) needs pipeline_parallel > 1, "
+            "no virtual_pipeline_parallel, and at least 1 layer")
         owned = {"tensor_model_parallel_size", "pipeline_model_parallel_size",
-                 "context_parallel_size", "sequence_parallel"} & set(self.extra)
+                 "context_parallel_size", "sequence_parallel",
+                 "num_layers_in_first_pipeline_stage"} & set(self.extra)
         _require(not owned, f"parallel.extra sets {sorted(owned)}: use parallel.tensor_parallel, "
-                            "pipeline_parallel, context_parallel and sequence_parallel")
+                            "pipeline_parallel, context_parallel, sequence_parallel and "
+                            "first_stage_layers")
+
+    def language_layers_per_stage(self, num_layers: int) -> list[int]:
+        """Language layers on each pipeline stage (virtual stages of a rank counted together)."""
+        pp = self.pipeline_parallel
+        if self.first_stage_layers is None:
+            stages = pp * (self.virtual_pipeline_parallel or 1)
+            _require(num_layers % stages == 0,
+                     f"language.num_layers ({num_layers}) is not divisible by pipeline stages "
+                     f"({stages}); change pipeline_parallel or set parallel.first_stage_layers")
+            return [num_layers // pp] * pp
+        rest = num_layers - self.first_stage_layers
+        _require(0 < rest and rest % (pp - 1) == 0,
+                 f"parallel.first_stage_layers ({self.first_stage_layers}) leaves {rest} of "
+                 f"{num_layers} language layers for the other {pp - 1} stage(s): they must split "
+                 "evenly and not be empty")
+        return [self.first_stage_layers] + [rest // (pp - 1)] * (pp - 1)

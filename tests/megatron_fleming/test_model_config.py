@@ -147,3 +147,15 @@ def test_projector_and_vlm_validation():
                   image_context_token_id=10_000)
     with pytest.raises(ValueError, match="unknown VLMConfig keys"):
         VLMConfig.from_dict({**tiny.to_dict(), "extra": 1})
+
+
+def test_uneven_pipeline_split():
+    par = ParallelConfig(pipeline_parallel=3, first_stage_layers=4)
+    assert par.language_layers_per_stage(64) == [4, 30, 30]
+    assert ParallelConfig(pipeline_parallel=2).language_layers_per_stage(64) == [32, 32]
+    with pytest.raises(ValueError, match="first_stage_layers \\(5\\) leaves 59 of 64"):
+        ParallelConfig(pipeline_parallel=3, first_stage_layers=5).language_layers_per_stage(64)
+    with pytest.raises(ValueError, match="needs pipeline_parallel > 1"):
+        ParallelConfig(first_stage_layers=4)
+    with pytest.raises(ValueError, match="set parallel.first_stage_layers"):
+        ParallelConfig(pipeline_parallel=3).language_layers_per_stage(64)
