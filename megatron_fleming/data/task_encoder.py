@@ -7,7 +7,7 @@ Stages, in energon's order (`megatron.energon.TaskEncoder`):
   cheap, and what the packing buffer holds (no float pixels);
 - select/pack: greedy first-fit decreasing into ``max_seq_len`` tokens (energon's
   ``packing_buffer_size`` turns this on), sequences kept apart by ``cu_seqlens``;
-- post-encode: decode + tile + normalise the images (PIL, or DALI by config) of the samples that
+- post-encode: decode + tile the images to uint8 (PIL, or DALI by config) of the samples that
   made it into a pack;
 - batch: one packed row (or padded rows), padded to a multiple for TP / FP8.
 
