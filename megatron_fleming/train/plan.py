@@ -112,6 +112,23 @@ def model_flops(cfg: VLMConfig, tokens: int, tiles: int) -> float:
     return 3.0 * (llm + tiles * vision_flops_per_tile(cfg))
 
 
+def sequence_lengths(cu_seqlens, input_ids, pad_id: int) -> list[int]:
+    """The conversations' lengths in a batch: packed segments, or each padded row's tokens."""
+    if cu_seqlens is not None:
+        bounds = cu_seqlens.tolist()
+        return [b - a for a, b in zip(bounds[:-1], bounds[1:])]
+    return [int(n) for n in (input_ids != pad_id).sum(dim=1).tolist()]
+
+
+def conversation_flops(cfg: VLMConfig, lengths: list[int], tiles: int) -> float:
+    """Model FLOPs (3x forward, what MFU counts) of conversations of these lengths with `tiles`
+    tiles: each attends causally within itself, as packing makes it."""
+    lang = cfg.language
+    head = 2 * lang.hidden_size * lang.padded_vocab_size
+    llm = sum(n * (lang.num_layers * language_layer_flops(cfg, n) + head) for n in lengths)
+    return 3.0 * (llm + tiles * vision_flops_per_tile(cfg))
+
+
 def language_activation_bytes(cfg: VLMConfig, tp: int, sp: bool, fused_attention: bool,
                               seq: int) -> float:
     """Bytes (bf16) one decoder layer keeps per token for backward."""

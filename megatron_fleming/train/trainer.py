@@ -33,6 +33,7 @@ from megatron_fleming.train.callbacks import Callback, ConsoleLogger, StepMetric
 from megatron_fleming.train.checkpoint import Checkpointer
 from megatron_fleming.train.config import TrainConfig
 from megatron_fleming.train.loader import build_task_encoder, build_tokenizer, build_train_loader
+from megatron_fleming.train.plan import conversation_flops, sequence_lengths
 from megatron_fleming.train.preemption import PreemptionSignal
 from megatron_fleming.train.schedule import StageLength, global_consumed
 from megatron_fleming.train.train_module import StepResult, TrainModule
@@ -82,23 +83,30 @@ class Trainer:
             return int(batch.cu_seqlens[-1])
         return int((batch.input_ids != self.pad_id).sum())
 
-    def _global(self, batches: list[VLMBatch], step: StepResult) -> tuple[float, int, int, int, Counter]:
-        """(loss, loss tokens, tokens, samples, skipped by reason) summed over the global batch."""
-        values = torch.zeros(4 + len(REASONS), dtype=torch.float64)
+    def _flops(self, batch: VLMBatch) -> float:
+        lengths = sequence_lengths(batch.cu_seqlens, batch.input_ids, self.pad_id)
+        return conversation_flops(self.module.vlm, lengths, int(batch.pixel_values.shape[0]))
+
+    def _global(self, batches: list[VLMBatch], step: StepResult
+                ) -> tuple[float, int, int, int, float, Counter]:
+        """(loss, loss tokens, tokens, samples, model FLOPs, skipped by reason) summed over the
+        global batch."""
+        values = torch.zeros(5 + len(REASONS), dtype=torch.float64)
         if self.reports_loss:
             values[0], values[1] = step.loss_sum, step.loss_tokens
         if self.reports_data:
             values[2] = sum(self._tokens(b) for b in batches)
             values[3] = sum(len(b.__key__) for b in batches)
+            values[4] = sum(self._flops(b) for b in batches)
             for b in batches:
                 for reason, count in b.skipped.items():
-                    values[4 + REASONS.index(reason)] += count
+                    values[5 + REASONS.index(reason)] += count
         values = values.to(self.module.device)
         torch.distributed.all_reduce(values)
         values = values.cpu().tolist()
-        skipped = Counter({r: int(n) for r, n in zip(REASONS, values[4:]) if n})
+        skipped = Counter({r: int(n) for r, n in zip(REASONS, values[5:]) if n})
         loss = values[0] / max(values[1], 1.0)
-        return loss, int(values[1]), int(values[2]), int(values[3]), skipped
+        return loss, int(values[1]), int(values[2]), int(values[3]), values[4], skipped
 
     def _save(self, progress: Progress, reason: str) -> None:
         seconds = self.checkpointer.save(progress.iteration, self.module, self.loader,
@@ -124,7 +132,7 @@ class Trainer:
             data_wait = time.perf_counter() - start
             consumed = global_consumed(batches, self.module.device)
             step = self.module.train_step(batches, consumed=consumed)
-            loss, loss_tokens, tokens, samples, skipped = self._global(batches, step)
+            loss, loss_tokens, tokens, samples, flops, skipped = self._global(batches, step)
             elapsed = time.perf_counter() - start
             progress.iteration += 1
             progress.consumed += consumed
@@ -136,6 +144,7 @@ class Trainer:
                 total=length.total, epoch=length.epoch(progress.consumed),
                 loss=loss, lr=step.lr, grad_norm=step.grad_norm,
                 loss_tokens=loss_tokens, tokens_per_s=tokens / elapsed,
+                model_tflops=flops / elapsed / 1e12,
                 samples_per_s=samples / elapsed, step_time=elapsed, data_wait=data_wait,
                 skipped=dict(progress.skipped))
             for cb in self.callbacks:

@@ -18,6 +18,7 @@ class StepMetrics:
     grad_norm: float | None  # before clipping
     loss_tokens: int
     tokens_per_s: float  # sequence tokens (packing padding excluded) per second
+    model_tflops: float  # model FLOPs (3x forward, `plan.conversation_flops`) per second, all GPUs
     samples_per_s: float  # conversations per second
     step_time: float  # seconds, data wait included
     data_wait: float  # seconds this step waited for the loader (rank 0)

@@ -26,9 +26,10 @@ class ConsoleLogger(Callback):
         grad = "n/a" if m.grad_norm is None else f"{m.grad_norm:.4f}"
         skipped = sum(m.skipped.values())
         log.info("step %d | conversations %d/%d | epoch %.3f | loss %.6f | lr %.3e | grad_norm %s"
-                 " | tokens/s %.1f | samples/s %.2f | step %.3fs | data wait %.1f%% | skipped %d",
+                 " | tokens/s %.1f | model TFLOP/s %.3g | samples/s %.2f | step %.3fs"
+                 " | data wait %.1f%% | skipped %d",
                  m.iteration, m.consumed, m.total, m.epoch, m.loss, m.lr, grad, m.tokens_per_s,
-                 m.samples_per_s, m.step_time, 100 * m.data_wait_fraction, skipped)
+                 m.model_tflops, m.samples_per_s, m.step_time, 100 * m.data_wait_fraction, skipped)
 
     def on_checkpoint(self, iteration: int, seconds: float, reason: str) -> None:
         log.info("saved checkpoint at iteration %d (%s) in %.2fs", iteration, reason, seconds)

@@ -16,6 +16,7 @@ class TensorBoardLogger(Callback):
     def on_step(self, m: StepMetrics) -> None:
         step = m.iteration
         scalars = {"train/loss": m.loss, "train/lr": m.lr, "train/tokens_per_s": m.tokens_per_s,
+                   "train/model_tflops": m.model_tflops,
                    "train/samples_per_s": m.samples_per_s, "train/step_time_s": m.step_time,
                    "train/data_wait_fraction": m.data_wait_fraction,
                    "train/loss_tokens": m.loss_tokens,
