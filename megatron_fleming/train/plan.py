@@ -103,15 +103,6 @@ def vision_flops_per_tile(cfg: VLMConfig) -> float:
     return n * v.num_layers * layer + patch + cfg.tokens_per_tile * (2 * k2 * dv * d + 2 * d * d)
 
 
-def model_flops(cfg: VLMConfig, tokens: int, tiles: int) -> float:
-    """Training FLOPs (3x forward) of one row of `tokens` tokens with `tiles` image tiles: what
-    MFU counts (no recompute)."""
-    lang = cfg.language
-    llm = tokens * (lang.num_layers * language_layer_flops(cfg, tokens)
-                    + 2 * lang.hidden_size * lang.padded_vocab_size)
-    return 3.0 * (llm + tiles * vision_flops_per_tile(cfg))
-
-
 def sequence_lengths(cu_seqlens, input_ids, pad_id: int) -> list[int]:
     """The conversations' lengths in a batch: packed segments, or each padded row's tokens."""
     if cu_seqlens is not None:

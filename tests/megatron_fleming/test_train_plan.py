@@ -17,6 +17,7 @@ from megatron_fleming.train.config import load_config
 from megatron_fleming.train.plan import plan
 
 CONFIGS = Path(__file__).resolve().parents[2] / "megatron_fleming" / "configs"
+CONFIG_8B = CONFIGS / "8b_stage3.yaml"
 
 
 def test_8b_and_38b_sizes_and_splits():
@@ -53,3 +54,22 @@ def test_cli_prints_the_plan_and_fails_when_a_stage_does_not_fit(capsys):
     assert main(["plan", "--config", str(CONFIGS / "38b_stage1.yaml"), "--gpus", "32",
                  "--gpu-memory-gib", "40"]) == 2
     assert "DOES NOT FIT in 40 GiB" in capsys.readouterr().out
+
+
+def test_model_flops_are_six_per_parameter_per_token_plus_attention():
+    """MFU's numerator: 3 x forward = 6 FLOPs per weight per token (the classic 6N), plus causal
+    attention within each conversation, so packing two conversations costs less than one of
+    their joint length."""
+    from megatron_fleming.train.plan import conversation_flops, language_layer_params, vocab_params
+
+    vlm = load_config(CONFIG_8B).vlm_config()
+    weights = (language_layer_params(vlm).split * vlm.language.num_layers
+               + vocab_params(vlm).split)  # the matmul weights one token meets
+    biases = (vlm.language.num_attention_heads + 2 * vlm.language.num_query_groups) \
+        * vlm.language.head_dim * vlm.language.num_layers
+    assert conversation_flops(vlm, [1], tiles=0) == pytest.approx(6 * (weights - biases), rel=1e-3)
+    joint = conversation_flops(vlm, [4096], tiles=0)
+    packed = conversation_flops(vlm, [2048, 2048], tiles=0)
+    assert packed < joint and joint - packed == pytest.approx(
+        3 * 2 * 2 * vlm.language.num_layers * vlm.language.num_attention_heads
+        * vlm.language.head_dim * (4096 ** 2 - 2 * 2048 ** 2) / 2)
