@@ -83,7 +83,8 @@ def main() -> None:
         name = "in process (baseline)" if workers == 0 else "1 worker (demo)"
         print(f"{name:24s} {r['steps']:5d} {r['median_step_s']:7.3f} {r['median_wait_ms']:8.1f} "
               f"{100 * r['wait_fraction']:6.2f}% {r['first_wait_s']:12.2f}")
-    print(f"data wait, 1 worker / in process: {rows[1]['wait_fraction'] / rows[0]['wait_fraction']:.3f}")
+    ratio = rows[1]["wait_fraction"] / rows[0]["wait_fraction"]
+    print(f"data wait, 1 worker / in process: {ratio:.3f}")
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ def check(ok: bool, message: str) -> None:
 
 
 def conversation(cfg: VLMConfig, gen: torch.Generator, length: int, tiles: int):
-    """Text, `tiles` tiles of <IMG_CONTEXT>, text: (ids [length], next-token labels, uint8 tiles)."""
+    """Text, `tiles` tiles of <IMG_CONTEXT>, text: (ids [length], labels, uint8 tiles)."""
     image = tiles * cfg.tokens_per_tile
     if length < image + 4:
         raise ValueError(f"a conversation of {length} tokens cannot hold {tiles} tiles")
@@ -150,8 +150,8 @@ def check_packed_equals_masked(model, cfg: VLMConfig, device: str, dtype: str, s
     check(result["mean_abs_diff"] <= PACKED_MEAN_TOL[dtype] and
           result["max_abs_diff"] <= PACKED_MAX_TOL[dtype],
           f"packed == masked per-token loss over {result['scored_tokens']} tokens: mean |diff| "
-          f"{result['mean_abs_diff']:.2e} <= {PACKED_MEAN_TOL[dtype]:g}, max {result['max_abs_diff']:.2e}"
-          f" <= {PACKED_MAX_TOL[dtype]:g} ({dtype})")
+          f"{result['mean_abs_diff']:.2e} <= {PACKED_MEAN_TOL[dtype]:g}, max "
+          f"{result['max_abs_diff']:.2e} <= {PACKED_MAX_TOL[dtype]:g} ({dtype})")
     return result
 
 

@@ -112,7 +112,8 @@ def compare(args: argparse.Namespace) -> int:
     try:
         check(torch.cuda.is_available(), "a GPU is visible")
         te = transformer_engine_version()
-        check(te is not None, f"Transformer Engine installed ({te}); FP8 needs it (the 'gpu' extra)")
+        check(te is not None,
+              f"Transformer Engine installed ({te}); FP8 needs it (the 'gpu' extra)")
         name = torch.cuda.get_device_name()
         peak = args.peak_tflops or (989.0 if ("H100" in name or "H200" in name) else None)
         report.update(gpu=name, transformer_engine=te, peak_tflops=peak)
@@ -138,11 +139,12 @@ def compare(args: argparse.Namespace) -> int:
             print(" | ".join(row))
         for mode, s in steps.items():
             warm = s[2:] or s
-            report[f"{mode}_median_tokens_per_s"] = statistics.median(x["tokens_per_s"] for x in warm)
+            tokens_per_s = statistics.median(x["tokens_per_s"] for x in warm)
+            report[f"{mode}_median_tokens_per_s"] = tokens_per_s
             tflops = statistics.median(x["model_tflops"] for x in warm)
             report[f"{mode}_median_model_tflops"] = tflops
             report[f"{mode}_mfu"] = tflops / peak if peak else None
-            print(f"{mode}: median tokens/s {report[f'{mode}_median_tokens_per_s']:.0f}, model "
+            print(f"{mode}: median tokens/s {tokens_per_s:.0f}, model "
                   f"TFLOP/s {tflops:.1f}, MFU {'n/a' if not peak else f'{tflops / peak:.1%}'}")
         report["fp8_vs_bf16"] = compare_losses([s["loss"] for s in steps["bf16"]],
                                                [s["loss"] for s in steps["fp8"]], args.band)

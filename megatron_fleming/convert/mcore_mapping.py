@@ -3,8 +3,9 @@
 The Megatron side is the state dict of a TP=1, PP=1 `FlemingVLM` (layout documented in
 `megatron_fleming.model`): fused QKV grouped per query group (per head in the ViT, with zero
 heads appended when `VisionConfig.num_padded_heads` asks for them), SwiGLU ``linear_fc1`` =
-``[gate_proj; up_proj]``, layer scale ``ls1/ls2``, and the embedding / LM head padded with zero rows
-to `LanguageConfig.padded_vocab_size` (stripped again on the way back). Both directions are rule tables
+``[gate_proj; up_proj]``, layer scale ``ls1/ls2``, and the embedding / LM head padded with zero
+rows to `LanguageConfig.padded_vocab_size` (stripped again on the way back). Both directions are
+rule tables
 (`convert.tensors`), so each is checked for completeness and built lazily.
 """
 

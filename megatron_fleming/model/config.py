@@ -101,9 +101,9 @@ class LanguageConfig:
     qkv_bias: bool = True
     tie_word_embeddings: bool = False
     # Embedding / LM-head rows are padded to a multiple of this so TP divides them; padded logits
-    # are masked out (set to the dtype's minimum) before the loss and in returned logits. Megatron-LM
-    # pads to make_vocab_size_divisible_by (128) x TP; `fleming convert hf-to-mcore` does the same and
-    # records the multiple, which later runs at any TP that divides the padded size keep.
+    # are masked out (set to the dtype's minimum) before the loss and in returned logits.
+    # Megatron-LM pads to make_vocab_size_divisible_by (128) x TP; `fleming convert hf-to-mcore`
+    # does the same and records the multiple, which later runs at any TP dividing it keep.
     vocab_pad_multiple: int = 1
 
     def __post_init__(self) -> None:

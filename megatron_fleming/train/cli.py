@@ -67,7 +67,8 @@ def add_train_parser(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--stop-marker", type=Path, default=None,
                        help="file written when a signal stopped training after its checkpoint")
     train.add_argument("overrides", nargs="*", metavar="section.key=value",
-                       help="config overrides, values parsed as YAML (e.g. train.conversations=1000)")
+                       help="config overrides, values parsed as YAML "
+                            "(e.g. train.conversations=1000)")
     train.set_defaults(func=_cmd_train)
 
 
@@ -88,7 +89,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 def add_plan_parser(commands: argparse._SubParsersAction) -> None:
     planner = commands.add_parser(
-        "plan", help="parameters, memory per GPU and compute per pipeline stage of a training config",
+        "plan", help="parameters, memory per GPU and compute per pipeline stage of a config",
         description="Estimates for a config before launch (no GPU, no data needed); exits 2 when "
                     "a stage does not fit in --gpu-memory-gib.")
     planner.add_argument("--config", type=Path, required=True, help="training config (YAML)")

@@ -264,7 +264,8 @@ def plan(cfg: TrainConfig, *, gpus: int | None = None, gpu_memory_gib: float = 8
         seq_part = tp if par.sequence_parallel else 1
         # Kept per micro-batch in flight; with recompute, only layer inputs, plus one layer's
         # working set while it is recomputed (transient, once).
-        kept = tokens * count * (2 * vlm.language.hidden_size / seq_part if recompute else per_token)
+        layer_kept = 2 * vlm.language.hidden_size / seq_part if recompute else per_token
+        kept = tokens * count * layer_kept
         transient = tokens * per_token if recompute and count else 0.0
         flops = tokens * count * language_layer_flops(vlm, tokens) / tp
         flops *= (3 if lang_train else 2) + (1 if recompute else 0)
