@@ -4,8 +4,9 @@ log-probs vs the training forward, `fleming generate` (TP1, TP2, PP2 on CPU rank
 A tiny random InternVL (transformers' own classes, every weight random) is saved with a tiny BPE
 tokenizer whose `<IMG_CONTEXT>` is the model's image token. The reference is transformers'
 `InternVLForConditionalGeneration.generate` (greedy, `<IMG_CONTEXT>` suppressed as the engine
-never samples it) on the very ids and tiles the engine builds, one request at a time; the engine
-runs all cases in one batch of different prompt lengths.
+never samples it) on the very ids and tiles the engine builds (uint8, normalised for transformers
+as our model normalises them on its device), one request at a time; the engine runs all cases in
+one batch of different prompt lengths.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_convert import random_model
+from hf_internvl import random_model
 from transformers import (
     InternVLConfig,
     InternVLForConditionalGeneration,
@@ -32,6 +33,7 @@ from megatron_fleming.data.tokenizer import IM_END, train_tiny_tokenizer
 from megatron_fleming.generate.inputs import RequestEncoder
 from megatron_fleming.generate.requests import Request
 from megatron_fleming.model.config import VLMConfig
+from megatron_fleming.model.pixels import normalize_pixels
 
 REPO = Path(__file__).resolve().parents[2]
 MAX_NEW = 8
@@ -101,7 +103,8 @@ def reference(tiny) -> dict[str, list[int]]:
         ids = torch.tensor([p.input_ids])
         with torch.no_grad():
             tokens = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
-                                    pixel_values=p.pixel_values, do_sample=False,
+                                    pixel_values=normalize_pixels(p.pixel_values),
+                                    do_sample=False,
                                     max_new_tokens=MAX_NEW, min_new_tokens=MAX_NEW,
                                     suppress_tokens=[encoder.image_context_id], pad_token_id=0)
         out[case["id"]] = tokens[0, ids.shape[1]:].tolist()
