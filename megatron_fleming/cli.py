@@ -25,6 +25,7 @@ from pathlib import Path
 from megatron_fleming.eval.cli import add_eval_parser
 from megatron_fleming.generate.cli import add_chat_parser, add_generate_parser
 from megatron_fleming.grpo.cli import add_grpo_parser
+from megatron_fleming.model.config import MAKE_VOCAB_SIZE_DIVISIBLE_BY
 from megatron_fleming.train.cli import add_plan_parser, add_train_parser
 
 
@@ -75,7 +76,8 @@ def add_convert_parser(commands: argparse._SubParsersAction) -> None:
     to_mcore.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     to_mcore.add_argument("--vision-padded-heads", type=int, default=None,
                           help="ViT heads incl. zero padding (default: next multiple of --tp)")
-    to_mcore.add_argument("--make-vocab-size-divisible-by", type=int, default=128,
+    to_mcore.add_argument("--make-vocab-size-divisible-by", type=int,
+                          default=MAKE_VOCAB_SIZE_DIVISIBLE_BY,
                           help="pad the vocabulary to a multiple of this x --tp, as Megatron-LM "
                                "does (padded rows are zero, masked, stripped on export)")
     to_mcore.add_argument("--verify", action="store_true",

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from megatron_fleming.convert.launch import run_on_ranks
+from megatron_fleming.model.config import MAKE_VOCAB_SIZE_DIVISIBLE_BY, megatron_vocab_pad_multiple
 
 _RANKS = "megatron_fleming.convert.conversion"
 
@@ -27,7 +28,7 @@ class HFToMcore:
     vision_padded_heads: int | None = None  # None: next multiple of TP when it does not divide
     #: Megatron-LM's --make-vocab-size-divisible-by: embedding and LM-head rows are padded to a
     #: multiple of this x TP (zero rows, masked out of logits, stripped by mcore-to-hf).
-    make_vocab_size_divisible_by: int = 128
+    make_vocab_size_divisible_by: int = MAKE_VOCAB_SIZE_DIVISIBLE_BY
     verify: bool = False
 
     def __post_init__(self) -> None:
@@ -43,7 +44,7 @@ class HFToMcore:
     @property
     def vocab_pad_multiple(self) -> int:
         """Megatron-LM's rule: rows padded to a multiple of make_vocab_size_divisible_by x TP."""
-        return self.make_vocab_size_divisible_by * self.tensor_parallel
+        return megatron_vocab_pad_multiple(self.tensor_parallel, self.make_vocab_size_divisible_by)
 
 
 @dataclass(frozen=True)

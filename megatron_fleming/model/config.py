@@ -125,6 +125,17 @@ class LanguageConfig:
         return -(-self.vocab_size // self.vocab_pad_multiple) * self.vocab_pad_multiple
 
 
+#: Megatron-LM's default --make-vocab-size-divisible-by.
+MAKE_VOCAB_SIZE_DIVISIBLE_BY = 128
+
+
+def megatron_vocab_pad_multiple(tensor_parallel: int,
+                                divisible_by: int = MAKE_VOCAB_SIZE_DIVISIBLE_BY) -> int:
+    """Megatron-LM's rule: vocabulary rows padded to a multiple of divisible_by x TP (what
+    `fleming convert hf-to-mcore` and a Hugging Face folder loaded for generation use)."""
+    return divisible_by * tensor_parallel
+
+
 @dataclass(frozen=True)
 class VLMConfig:
     """The whole model; `image_context_token_id` marks the slots image features fill, in order."""
