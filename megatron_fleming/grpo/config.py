@@ -91,7 +91,9 @@ class GRPOSection:
     max_tokens_per_microbatch: int = 16384
     #: Prompts whose N samples the engine decodes together (a batch of N x this rows).
     rollout_prompts: int = 4
-    #: V2PE step of visual tokens in rollouts and updates alike; None: the model config's.
+    #: V2PE step of visual tokens, one fixed value for every sequence in rollouts, reference,
+    #: consistency check and updates alike (stage 3's per-sample draws, v2pe_train_deltas, are
+    #: training-only); None: the model config's inference value.
     v2pe_delta: float | None = None
     #: The rollout-vs-trainer log-prob check runs every this many iterations (0: never) ...
     logprob_check_interval: int = 1
