@@ -155,8 +155,10 @@ class TransformersBackend:
         pixels = [p.pixel_values for p in prepared if p.pixel_values is not None]
         # The encoder's tiles are uint8 (our model normalises them itself); transformers' model
         # takes ImageNet-normalised floats, normalised here by the same function.
-        kwargs = {"pixel_values": normalize_pixels(torch.cat(pixels).to(self.device)).to(self.dtype)} \
-            if pixels else {}
+        kwargs = {}
+        if pixels:
+            tiles = normalize_pixels(torch.cat(pixels).to(self.device))
+            kwargs["pixel_values"] = tiles.to(self.dtype)
         generated = self.model.generate(
             input_ids=ids.to(self.device), attention_mask=mask.to(self.device), max_new_tokens=self.config.max_new_tokens,
             do_sample=False, num_beams=1, eos_token_id=self.eos, pad_token_id=self.pad,

@@ -32,7 +32,8 @@ def warmup(data: Path, work: Path) -> Path:
 
     out = work / "warmup"
     run(load_config(CONFIGS / "tiny_cpu.yaml", [
-        f"data.path={data}", f"checkpoint.dir={out}", "train.conversations=null", f"train.epochs={WARMUP_EPOCHS}", "train.log_interval=10",
+        f"data.path={data}", f"checkpoint.dir={out}", "train.conversations=null",
+        f"train.epochs={WARMUP_EPOCHS}", "train.log_interval=10",
         "data.tokenizer.tiny_bpe_vocab=300", "data.dynamic_resolution=false",
         "data.task_encoder.tiling.max_tiles=1", "optimizer.lr=3.0e-3", "optimizer.min_lr=1.0e-3",
         "logging.tensorboard=false", *MODEL]))
