@@ -127,6 +127,14 @@ class Sample:
         out.extend((part, m.data) for part, m in zip(self.media_parts(), self.media))
         return out
 
+    def shard_parts(self) -> list[tuple[str, bytes]]:
+        """The parts of this one QA as a shard sample of its own (a one-turn ``SCHEMA``
+        conversation), for tools that write an energon dataset without the merge step."""
+        doc = conversation_doc(self.key, [{**self.to_json_dict(), "key": self.key}])
+        out = [("json", canonical_json(doc))]
+        out.extend((part, m.data) for part, m in zip(self.media_parts(), self.media))
+        return out
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class InterleavedSample:
@@ -283,15 +291,6 @@ def turn_docs(doc: dict[str, Any]) -> list[dict[str, Any]]:
                     "turns": [{**turn, "provenance": {}}],
                     "provenance": {**doc.get("provenance", {}), **turn.get("provenance", {})}})
     return out
-
-
-def with_normalisation(provenance: dict[str, Any], media: list[Media]) -> dict[str, Any]:
-    """``provenance`` plus ``normalisation``, one entry per medium, when any medium is an image
-    read through ``datakit.normalise`` (stored as read, or how it was changed)."""
-    notes = [m.normalisation for m in media]
-    if not any(n is not None for n in notes):
-        return provenance
-    return {**provenance, "normalisation": [dict(n) if n else None for n in notes]}
 
 
 def with_normalisation(provenance: dict[str, Any], media: list[Media]) -> dict[str, Any]:
