@@ -41,7 +41,8 @@ def _judge(args: argparse.Namespace):
 
     if not args.judge_base_url:
         print("fleming eval: no --judge-base-url: the judge answers from its cache only")
-    return Judge(JudgeConfig(base_url=args.judge_base_url, model=args.judge_model, cache_dir=Path(args.judge_cache),
+    cache = Path(args.judge_cache) if args.judge_cache else Path(args.out) / "judge-cache"
+    return Judge(JudgeConfig(base_url=args.judge_base_url, model=args.judge_model, cache_dir=cache,
                              api_key_env=args.judge_api_key_env, concurrency=args.judge_concurrency,
                              max_requests=args.judge_max_requests))
 
@@ -144,7 +145,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--judge-model", help="model name; enables the judge")
     g.add_argument("--judge-base-url", help="OpenAI-compatible endpoint, e.g. http://host:8000/v1")
     g.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", help="environment variable holding the key")
-    g.add_argument("--judge-cache", default="work/judge-cache", help="content-addressed verdict cache folder")
+    g.add_argument("--judge-cache", help="content-addressed verdict cache folder (default: <--out>/judge-cache; "
+                   "point several runs at one folder to share verdicts)")
     g.add_argument("--judge-concurrency", type=int, default=8)
     g.add_argument("--judge-max-requests", type=int, help="request budget (retries included)")
 

@@ -41,7 +41,7 @@ class JudgeConfig:
 
     base_url: str | None
     model: str
-    cache_dir: Path = Path("work/judge-cache")
+    cache_dir: Path  # no default: a folder under the current directory would change with it
     api_key_env: str = "OPENAI_API_KEY"
     concurrency: int = 8
     max_requests: int | None = None

@@ -132,6 +132,19 @@ def test_score_cli_with_judge(samples, tmp_path, judge_server):
     assert json.loads((out / "judge.json").read_text())["requests_sent"] == 3
 
 
+def test_judge_cache_defaults_to_the_output_folder_not_the_current_one(samples, tmp_path, judge_server,
+                                                                         monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    responses = write_responses(tmp_path / "slake.jsonl", SLAKE)
+    args = ["eval", "score", "--benchmark", "slake", "--data", str(samples["slake"]), "--responses",
+            str(responses), "--judge-model", "judge-test", "--judge-base-url", judge_server.url,
+            "--judge-api-key-env", KEY_ENV]
+    assert fleming_main([*args, "--out", str(tmp_path / "a")]) == 0
+    assert any((tmp_path / "a" / "judge-cache").rglob("*")) and not (tmp_path / "work").exists()
+    assert fleming_main([*args, "--out", str(tmp_path / "b")]) == 0  # its own cache: asks again
+    assert json.loads((tmp_path / "b" / "judge.json").read_text())["requests_sent"] == 3
+
+
 def test_responses_file_errors(samples, tmp_path):
     read = load("slake", samples["slake"], "test", False)
     with pytest.raises(ValueError, match="id '99' is not a question"):
