@@ -38,10 +38,11 @@ INTERLEAVED = "interleaved"
 LANGS = frozenset({"en", "zh"})
 #: The one ``modality`` vocabulary of every sample (docs/data-quality.md): the imaging modality,
 #: whatever the storage form, so a CT volume is "ct" whether it came from M3D or from NIfTI.
-#: "synthetic" is for generated, non-medical data (the GRPO toy task), never a real source.
+#: Two are not medical: "web" (general-domain web images, MMC4's interleaved documents) and
+#: "synthetic" (generated data such as the GRPO toy task, never a real source).
 MODALITIES = frozenset({
     "ultrasound", "x-ray", "ct", "mri", "fundus", "clinical_photo", "dermoscopy", "pathology",
-    "endoscopy", "microscopy", "oct", "video", "radiology", "mixed", "synthetic",
+    "endoscopy", "microscopy", "oct", "video", "radiology", "mixed", "web", "synthetic",
 })
 _KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -63,6 +64,29 @@ def sample_key(source: str, record_id: str, task: str, lang: str, index: int = 0
     return f"{head}-{tail}"
 
 
+def _check_identity(key: str, lang: str, modality: str) -> None:
+    if not _KEY_RE.match(key):
+        raise ValueError(f"sample key {key!r} must match [A-Za-z0-9_-]+ (no dots)")
+    if lang not in LANGS:
+        raise ValueError(f"sample {key}: lang {lang!r} not in {sorted(LANGS)}")
+    if modality not in MODALITIES:
+        raise ValueError(f"sample {key}: modality {modality!r} not in {sorted(MODALITIES)}")
+
+
+def _media_parts(media: list[Media]) -> list[str]:
+    return [f"{i}.{m.ext}" for i, m in enumerate(media)]
+
+
+def _media_rows(media: list[Media]) -> list[dict[str, Any]]:
+    return [{"part": part, "sha256": m.sha256, "width": m.width, "height": m.height}
+            for part, m in zip(_media_parts(media), media)]
+
+
+def _tar_parts(json_bytes: bytes, media: list[Media]) -> list[tuple[str, bytes]]:
+    """The JSON first, then the media in order: the fixed order a sample is written to a tar."""
+    return [("json", json_bytes), *((part, m.data) for part, m in zip(_media_parts(media), media))]
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Sample:
     """One bilingual-VQA training sample (one language; its twin shares ``group``)."""
@@ -81,12 +105,7 @@ class Sample:
     provenance: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not _KEY_RE.match(self.key):
-            raise ValueError(f"sample key {self.key!r} must match [A-Za-z0-9_-]+ (no dots)")
-        if self.lang not in LANGS:
-            raise ValueError(f"sample {self.key}: lang {self.lang!r} not in {sorted(LANGS)}")
-        if self.modality not in MODALITIES:
-            raise ValueError(f"sample {self.key}: modality {self.modality!r} not in {sorted(MODALITIES)}")
+        _check_identity(self.key, self.lang, self.modality)
         if self.question_type not in QUESTION_TYPES:
             raise ValueError(f"sample {self.key}: question_type {self.question_type!r} unknown")
         n_tokens = sum(turn["value"].count(IMAGE_TOKEN) for turn in self.conversation)
@@ -97,7 +116,7 @@ class Sample:
 
     def media_parts(self) -> list[str]:
         """Webdataset part names of the media, in order: ``0.png``, ``1.png`` ..."""
-        return [f"{i}.{m.ext}" for i, m in enumerate(self.media)]
+        return _media_parts(self.media)
 
     def to_json_dict(self) -> dict[str, Any]:
         """The one-QA item form (``QA_SCHEMA``); ``conversation_doc`` makes it a shard sample."""
@@ -112,10 +131,7 @@ class Sample:
             "conversations": self.conversation,
             "options": self.options,
             "answer": self.answer,
-            "media": [
-                {"part": part, "sha256": m.sha256, "width": m.width, "height": m.height}
-                for part, m in zip(self.media_parts(), self.media)
-            ],
+            "media": _media_rows(self.media),
             "provenance": with_normalisation(self.provenance, self.media),
         }
 
@@ -124,17 +140,13 @@ class Sample:
 
     def parts(self) -> list[tuple[str, bytes]]:
         """(part name, bytes) in the fixed order they are written to a tar."""
-        out = [("json", self.json_bytes())]
-        out.extend((part, m.data) for part, m in zip(self.media_parts(), self.media))
-        return out
+        return _tar_parts(self.json_bytes(), self.media)
 
     def shard_parts(self) -> list[tuple[str, bytes]]:
         """The parts of this one QA as a shard sample of its own (a one-turn ``SCHEMA``
         conversation), for tools that write an energon dataset without the merge step."""
         doc = conversation_doc(self.key, [{**self.to_json_dict(), "key": self.key}])
-        out = [("json", canonical_json(doc))]
-        out.extend((part, m.data) for part, m in zip(self.media_parts(), self.media))
-        return out
+        return _tar_parts(canonical_json(doc), self.media)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -161,10 +173,7 @@ class InterleavedSample:
     question_type = INTERLEAVED
 
     def __post_init__(self) -> None:
-        if not _KEY_RE.match(self.key):
-            raise ValueError(f"sample key {self.key!r} must match [A-Za-z0-9_-]+ (no dots)")
-        if self.lang not in LANGS:
-            raise ValueError(f"sample {self.key}: lang {self.lang!r} not in {sorted(LANGS)}")
+        _check_identity(self.key, self.lang, self.modality)
         n_tokens = self.text.count(IMAGE_TOKEN)
         if n_tokens != len(self.media) or not self.media:
             raise ValueError(f"sample {self.key}: {n_tokens} {IMAGE_TOKEN} markers for {len(self.media)} "
@@ -177,7 +186,7 @@ class InterleavedSample:
         return " ".join(self.text.replace(IMAGE_TOKEN, " ").split())
 
     def media_parts(self) -> list[str]:
-        return [f"{i}.{m.ext}" for i, m in enumerate(self.media)]
+        return _media_parts(self.media)
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -188,10 +197,7 @@ class InterleavedSample:
             "lang": self.lang,
             "group": self.group,
             "text": self.text,
-            "media": [
-                {"part": part, "sha256": m.sha256, "width": m.width, "height": m.height}
-                for part, m in zip(self.media_parts(), self.media)
-            ],
+            "media": _media_rows(self.media),
             "provenance": with_normalisation(self.provenance, self.media),
         }
 
@@ -199,9 +205,7 @@ class InterleavedSample:
         return canonical_json(self.to_json_dict())
 
     def parts(self) -> list[tuple[str, bytes]]:
-        out = [("json", self.json_bytes())]
-        out.extend((part, m.data) for part, m in zip(self.media_parts(), self.media))
-        return out
+        return _tar_parts(self.json_bytes(), self.media)
 # Fields of a QA item that describe its turn; the rest (source, modality, lang, group, media)
 # belong to the whole conversation.
 TURN_FIELDS = ("task", "question_type", "options", "answer")
