@@ -11,32 +11,24 @@ a SIGTERM stopped it after a checkpoint (``--stop-marker FILE`` tells the launch
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 
 def _cmd_grpo(args: argparse.Namespace) -> int:
     from megatron_fleming.grpo.config import load_grpo_config
     from megatron_fleming.grpo.run import run
-    from megatron_fleming.train.cli import _quiet_other_ranks, _single_process_defaults
+    from megatron_fleming.train.cli import launch_overrides
 
-    _single_process_defaults()
-    _quiet_other_ranks()
-    overrides = list(args.overrides)
-    if args.data is not None:
-        overrides.append(f"data.path={Path(args.data).resolve()}")
-    run(load_grpo_config(args.config, overrides), stop_marker=args.stop_marker)
+    run(load_grpo_config(args.config, launch_overrides(args)), stop_marker=args.stop_marker)
     return 0
 
 
 def add_grpo_parser(commands: argparse._SubParsersAction) -> None:
+    from megatron_fleming.train.cli import add_run_arguments
+
     grpo = commands.add_parser(
         "grpo", help="stage 4: GRPO from a YAML config (see megatron_fleming/configs/*stage4*)",
         description=__doc__.splitlines()[0])
-    grpo.add_argument("--config", type=Path, required=True, help="GRPO config (YAML)")
-    grpo.add_argument("--data", type=Path, default=None,
-                      help="the GRPO set: an energon dataset from datakit.llm.grpo_prep (sets data.path)")
-    grpo.add_argument("--stop-marker", type=Path, default=None,
-                      help="file written when a signal stopped the run after its checkpoint")
-    grpo.add_argument("overrides", nargs="*", metavar="section.key=value",
-                      help="config overrides, values parsed as YAML (e.g. train.prompts=64)")
+    add_run_arguments(grpo, config_help="GRPO config (YAML)",
+                      data_help="the GRPO set: an energon dataset from datakit.llm.grpo_prep (sets data.path)",
+                      override_example="train.prompts=64")
     grpo.set_defaults(func=_cmd_grpo)

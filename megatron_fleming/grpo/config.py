@@ -24,8 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from megatron_fleming.grpo.advantages import StdKind
 from megatron_fleming.grpo.loss import AGGREGATIONS, KL_ESTIMATORS, Aggregation, KLEstimator
 from megatron_fleming.grpo.rewards import THINK_ANSWER
@@ -37,9 +35,9 @@ from megatron_fleming.train.config import (
     OptimizerSection,
     ScheduleSection,
     TokenizerSection,
-    _build,
     _require,
-    apply_override,
+    read_config,
+    save_config,
 )
 from megatron_fleming.train.fp8 import Fp8Config, check_fp8
 from megatron_fleming.train.schedule import StageLength
@@ -241,22 +239,9 @@ class GRPOConfig:
         return dataclasses.asdict(self)
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True))
-        tmp.replace(path)
-        return path
+        return save_config(self, path)
 
 
 def load_grpo_config(path: str | Path, overrides: list[str] = ()) -> GRPOConfig:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no GRPO config {path}; see megatron_fleming/configs/*stage4*.yaml")
-    data = yaml.safe_load(path.read_text()) or {}
-    for override in overrides:
-        apply_override(data, override)
-    try:
-        return _build(GRPOConfig, data, "")
-    except ValueError as e:
-        raise ValueError(f"{path}: {e}") from None
+    return read_config(GRPOConfig, path, overrides, "GRPO config",
+                       "see megatron_fleming/configs/*stage4*.yaml")

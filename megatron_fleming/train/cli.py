@@ -43,17 +43,33 @@ def _quiet_other_ranks() -> None:
     logging.getLogger("megatron").setLevel(logging.WARNING)
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
-    from megatron_fleming.train.config import load_config
-    from megatron_fleming.train.trainer import run
-
+def launch_overrides(args: argparse.Namespace) -> list[str]:
+    """What every rank of a run does first (process group defaults, quiet ranks), and the
+    config overrides of the command line with ``--data`` as ``data.path``."""
     _single_process_defaults()
     _quiet_other_ranks()
     overrides = list(args.overrides)
     if args.data is not None:
         overrides.append(f"data.path={Path(args.data).resolve()}")
-    cfg = load_config(args.config, overrides)
-    run(cfg, stop_marker=args.stop_marker)
+    return overrides
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, *, config_help: str, data_help: str,
+                      override_example: str) -> None:
+    """The arguments ``fleming train`` and ``fleming grpo`` share."""
+    parser.add_argument("--config", type=Path, required=True, help=config_help)
+    parser.add_argument("--data", type=Path, default=None, help=data_help)
+    parser.add_argument("--stop-marker", type=Path, default=None,
+                        help="file written when a signal stopped the run after its checkpoint")
+    parser.add_argument("overrides", nargs="*", metavar="section.key=value",
+                        help=f"config overrides, values parsed as YAML (e.g. {override_example})")
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from megatron_fleming.train.config import load_config
+    from megatron_fleming.train.trainer import run
+
+    run(load_config(args.config, launch_overrides(args)), stop_marker=args.stop_marker)
     return 0
 
 
@@ -61,14 +77,9 @@ def add_train_parser(commands: argparse._SubParsersAction) -> None:
     train = commands.add_parser(
         "train", help="train stage 1, 2 or 3 from a YAML config (see megatron_fleming/configs/)",
         description=__doc__.splitlines()[0])
-    train.add_argument("--config", type=Path, required=True, help="training config (YAML)")
-    train.add_argument("--data", type=Path, default=None,
-                       help="energon dataset folder or metadataset YAML (sets data.path)")
-    train.add_argument("--stop-marker", type=Path, default=None,
-                       help="file written when a signal stopped training after its checkpoint")
-    train.add_argument("overrides", nargs="*", metavar="section.key=value",
-                       help="config overrides, values parsed as YAML "
-                            "(e.g. train.conversations=1000)")
+    add_run_arguments(train, config_help="training config (YAML)",
+                      data_help="energon dataset folder or metadataset YAML (sets data.path)",
+                      override_example="train.conversations=1000")
     train.set_defaults(func=_cmd_train)
 
 

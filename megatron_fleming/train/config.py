@@ -254,12 +254,7 @@ class TrainConfig:
 
     def save(self, path: str | Path) -> Path:
         """Write the resolved config (every field, defaults filled); `load_config` reads it."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
-        tmp.replace(path)
-        return path
+        return save_config(self, path)
 
 
 def _build(cls: type, data: Any, where: str) -> Any:
@@ -297,14 +292,30 @@ def apply_override(data: dict, override: str) -> None:
     node[leaf] = yaml.safe_load(raw)
 
 
-def load_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
+def save_config(cfg: Any, path: str | Path) -> Path:
+    """Write a resolved config dataclass as YAML, atomically (every field, defaults filled)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False, allow_unicode=True))
+    tmp.replace(path)
+    return path
+
+
+def read_config(cls: type, path: str | Path, overrides: list[str], what: str, hint: str) -> Any:
+    """A typed config ``cls`` from a YAML file plus ``section.key=value`` overrides; errors name
+    the file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no training config {path}; see megatron_fleming/configs/")
+        raise FileNotFoundError(f"no {what} {path}; {hint}")
     data = yaml.safe_load(path.read_text()) or {}
     for override in overrides:
         apply_override(data, override)
     try:
-        return _build(TrainConfig, data, "")
+        return _build(cls, data, "")
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
+    return read_config(TrainConfig, path, overrides, "training config", "see megatron_fleming/configs/")
