@@ -52,6 +52,12 @@ def _job_state(job: str) -> str:
     return res.stdout.strip()
 
 
+def _wait_started(job: str, log: Path, patience: float = 3600) -> None:
+    """Wait while the job is queued behind others (a shared node); the test's own time limits
+    start once it runs, so a busy cluster delays the test instead of failing it."""
+    _wait("the job to leave the queue", lambda: _job_state(job) != "PENDING", patience, log)
+
+
 def test_sigterm_checkpoints_and_the_requeued_job_resumes(ultrasound_build, tmp_path):
     run = tmp_path / "run"
     log = tmp_path / "job.out"
@@ -62,6 +68,7 @@ def test_sigterm_checkpoints_and_the_requeued_job_resumes(ultrasound_build, tmp_
     ).stdout.strip().split(";")[0]
     text = lambda: log.read_text() if log.exists() else ""  # noqa: E731
     try:
+        _wait_started(job, log)
         _wait("step 2", lambda: "step 2 | conversations " in text(), 240, log)
         subprocess.run(["scancel", "--batch", "--signal=TERM", job], check=True)
         _wait("the requeue", lambda: "requeueing job" in text(), 180, log)

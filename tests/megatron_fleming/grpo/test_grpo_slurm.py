@@ -18,7 +18,7 @@ from megatron_fleming.grpo.toy_task import write_letter_task
 REPO = Path(__file__).resolve().parents[3]
 SBATCH = REPO / "scripts" / "slurm" / "grpo_tiny_cpu.sbatch"
 sys.path.insert(0, str(REPO / "tests" / "megatron_fleming"))
-from test_train_slurm import _job_state, _slurm_up  # noqa: E402
+from test_train_slurm import _job_state, _slurm_up, _wait_started  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
     not _slurm_up(), reason="no Slurm node up here (CI starts one with scripts/slurm/start_local_slurm.sh)")
@@ -35,8 +35,9 @@ def test_grpo_sbatch_runs_data_parallel(tmp_path):
          # random weights: a reward random text meets about half the time, so groups vary
          "rewards.accuracy_weight=0.0", "rewards.format_pattern=(?s).*[aeiou].*"],
         cwd=REPO, env=env, capture_output=True, text=True, check=True).stdout.strip().split(";")[0]
-    deadline = time.monotonic() + 300
     try:
+        _wait_started(job, log)
+        deadline = time.monotonic() + 300
         while _job_state(job) and time.monotonic() < deadline:
             time.sleep(2)
     finally:
