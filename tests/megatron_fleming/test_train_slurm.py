@@ -52,12 +52,16 @@ def _job_state(job: str) -> str:
     return res.stdout.strip()
 
 
-def _wait_started(job: str, log: Path, patience: float = 3600) -> None:
+QUEUE_PATIENCE = 1800  # seconds a job may wait behind others before the test gives up
+
+
+def _wait_started(job: str, log: Path, patience: float = QUEUE_PATIENCE) -> None:
     """Wait while the job is queued behind others (a shared node); the test's own time limits
     start once it runs, so a busy cluster delays the test instead of failing it."""
     _wait("the job to leave the queue", lambda: _job_state(job) != "PENDING", patience, log)
 
 
+@pytest.mark.timeout(QUEUE_PATIENCE + 900)
 def test_sigterm_checkpoints_and_the_requeued_job_resumes(ultrasound_build, tmp_path):
     run = tmp_path / "run"
     log = tmp_path / "job.out"

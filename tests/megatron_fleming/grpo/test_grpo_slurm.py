@@ -18,12 +18,13 @@ from megatron_fleming.grpo.toy_task import write_letter_task
 REPO = Path(__file__).resolve().parents[3]
 SBATCH = REPO / "scripts" / "slurm" / "grpo_tiny_cpu.sbatch"
 sys.path.insert(0, str(REPO / "tests" / "megatron_fleming"))
-from test_train_slurm import _job_state, _slurm_up, _wait_started  # noqa: E402
+from test_train_slurm import QUEUE_PATIENCE, _job_state, _slurm_up, _wait_started  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
     not _slurm_up(), reason="no Slurm node up here (CI starts one with scripts/slurm/start_local_slurm.sh)")
 
 
+@pytest.mark.timeout(QUEUE_PATIENCE + 900)
 def test_grpo_sbatch_runs_data_parallel(tmp_path):
     data = write_letter_task(tmp_path / "letters", count=32, seed=3, shapes="XO")
     run, log = tmp_path / "run", tmp_path / "job.out"
