@@ -9,13 +9,6 @@
 # --batch 16 --new-tokens 512). With $OUT set, results are also written to
 # $OUT/gpu_check_generate.json. Takes a few minutes on one H100/H200.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-if compgen -G ".whl/megatron_core-*.whl" >/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl
-  export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
-fi
-export PYTHONPATH="$PWD:${PYTHONPATH:-}" PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
-python3 -c "import torch, megatron.core; assert torch.cuda.is_available(), 'no GPU visible'; \
-print('torch', torch.__version__, 'megatron-core', megatron.core.__version__, torch.cuda.get_device_name())"
+source "$(dirname "$0")/gpu_check_env.sh"
+print_gpu_stack
 exec python3 scripts/gpu_check_generate.py "$@"

@@ -12,15 +12,8 @@
 # --prompts 8). With $OUT set, results are also written to $OUT/gpu_check_grpo.json.
 # Takes a few minutes on one H100/H200.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-if compgen -G ".whl/*.whl" >/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl
-  export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
-fi
-export PYTHONPATH="$PWD:${PYTHONPATH:-}" PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
-python3 -c "import torch, megatron.core; assert torch.cuda.is_available(), 'no GPU visible'; \
-print('torch', torch.__version__, 'megatron-core', megatron.core.__version__, torch.cuda.get_device_name())"
+source "$(dirname "$0")/gpu_check_env.sh"
+print_gpu_stack
 impl=local
 if python3 -c "import transformer_engine" 2>/dev/null; then impl=transformer_engine; fi
 json=()

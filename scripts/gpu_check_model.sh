@@ -13,14 +13,7 @@
 # Extra arguments go to the Python script (e.g. --seq 8192 --tiles 12 --recompute).
 # Results are printed and, when $OUT is set, written to $OUT/gpu_check_model.json.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-if compgen -G ".whl/megatron_core-*.whl" >/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl
-  export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
-fi
-export PYTHONPATH="$PWD:${PYTHONPATH:-}" PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
-python3 -c "import torch, megatron.core; assert torch.cuda.is_available(), 'no GPU visible'; \
-print('torch', torch.__version__, 'megatron-core', megatron.core.__version__, torch.cuda.get_device_name())"
+source "$(dirname "$0")/gpu_check_env.sh"
+print_gpu_stack
 exec python3 -m torch.distributed.run --nproc-per-node 1 --master-port 29500 \
   scripts/gpu_check_model.py "$@"

@@ -15,14 +15,8 @@
 # (braceexpand, filetype, mfusepy, multi-storage-client, rapidyaml, s3fs, webdataset), downloaded
 # for Python 3.12 as scripts/gpu_check_model.sh describes; they are installed into /tmp/site.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-if compgen -G ".whl/*.whl" >/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl
-  export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
-fi
+source "$(dirname "$0")/gpu_check_env.sh"
 python=${FLEMING_PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
-export PYTHONPATH="$PWD:${PYTHONPATH:-}" PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
 if [ ! -f shards/ultrasound/.nv-meta/dataset.yaml ]; then
   "$python" -m datakit.cli build ultrasound
 fi
