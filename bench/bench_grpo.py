@@ -49,7 +49,7 @@ def one(data: Path, out: Path, n: int, args) -> dict[str, float]:
         f"grpo.generations={n}", f"grpo.prompts_per_step={args.prompts}",
         f"grpo.rollout_prompts={args.prompts}", f"grpo.max_response_len={args.response_len}",
         "rewards.accuracy_weight=0.0", "rewards.format_pattern=(?s).*[a-m]",
-        f"train.iters={args.iters + 1}", "train.log_interval=1000"])
+        f"train.prompts={(args.iters + 1) * args.prompts}", "train.log_interval=1000"])
     run(cfg)
     rows = [json.loads(line) for line in (out / METRICS_FILE).read_text().splitlines()][1:]
     keys = [f"time_{p}" for p in PHASES] + [f"time_share_{p}" for p in PHASES] + [

@@ -1,4 +1,4 @@
-"""LLM synthesis throughput: concurrency 1 vs the configured concurrency, same run, same server.
+"""LLM step throughput: concurrency 1 vs the configured concurrency, same run, same server.
 
 A 1,000-request video multiple-choice synthesis (English only: one request per record) against
 the local OpenAI-compatible test server with a fixed artificial latency (20 ms by default), run
@@ -26,7 +26,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "datakit" / "llm")]
 from datakit.converters.base import ConvertContext  # noqa: E402
 from datakit.llm.client import LLMClient  # noqa: E402
 from datakit.llm.config import LLMConfig  # noqa: E402
-from datakit.llm.synthesis import LLMSynthesizer  # noqa: E402
+from datakit.llm.runner import LLMRunner  # noqa: E402
+from datakit.registry import get_converter  # noqa: E402
+from datakit.sample import Sample  # noqa: E402
 from datakit.record import LoadedRecord, Media, RawRecord  # noqa: E402
 
 KEY_ENV = "FLEMING_BENCH_LLM_KEY"
@@ -56,10 +58,11 @@ def _run(url: str, concurrency: int, records: list[LoadedRecord]) -> tuple[float
     with tempfile.TemporaryDirectory() as cache:
         client = LLMClient(LLMConfig(cache_dir=Path(cache), base_url=url, model="bench", api_key_env=KEY_ENV,
                                      concurrency=concurrency, timeout_s=30.0))
-        synth = LLMSynthesizer(client)
+        runner = LLMRunner(client)  # what a build's slice converts through
         ctx = ConvertContext(seed=0, tasks=("video_mcq",), langs=("en",))
         start = time.perf_counter()
-        emitted = sum(len(o.samples) for o in synth.synthesize_many(records, ctx))
+        outputs = runner.convert(get_converter("llm_enrich"), [(r, ctx) for r in records])
+        emitted = sum(isinstance(x, Sample) for out in outputs for x in out)
         elapsed = time.perf_counter() - start
         client.close()
     summary = client.summary()

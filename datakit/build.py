@@ -21,7 +21,7 @@ from datakit.plan import SLICE_RECORDS, BuildPlan, make_plan
 from datakit.progress import Progress
 from datakit.recipe import Recipe, load_recipe
 from datakit.shard_writer import remove_stale_temporaries
-from datakit.slices import LLM_CONVERTER, run_slice, slice_done
+from datakit.slices import run_slice, slice_done
 
 SAMPLE_SOURCES = Path(__file__).parent / "sample_sources"
 WORK_DIRNAME = ".work"
@@ -51,39 +51,36 @@ def load_work_plan(out: Path, recipe: Recipe) -> BuildPlan:
 
 
 def uses_llm(recipe: Recipe) -> bool:
-    """LLM enrichment steps, or caption steps asked for languages the sources lack (translated)."""
-    return any(
-        step.converter == LLM_CONVERTER
-        or (step.converter == "captions" and set(step.options.get("langs", ["en"])) - {"en"})
-        for s in recipe.sources for step in s.convert
-    )
+    """Whether any step's converter can ask an LLM (its ``requests`` capability)."""
+    from datakit import registry
+
+    return any(registry.get_converter(step.converter).requests is not None
+               for s in recipe.sources for step in s.convert)
 
 
 class LLMSession:
-    """The build's one LLM client + synthesizer (None when the recipe has no LLM step)."""
+    """The build's one LLM runner: a client when an endpoint or cache is configured and a step
+    can ask an LLM; without one, every request is answered ``offline``."""
 
     def __init__(self, recipe: Recipe, config: Any | None) -> None:
-        self.synth = None
-        self.client = None
+        from datakit.llm.runner import LLMRunner
+
+        client = None
         if config is not None and uses_llm(recipe):
             from datakit.llm.client import LLMClient
-            from datakit.llm.synthesis import LLMSynthesizer
 
-            self.client = LLMClient(config)
-            self.synth = LLMSynthesizer(self.client)
+            client = LLMClient(config)
+        self.runner = LLMRunner(client)  # the runner each slice converts through
 
     @property
     def online(self) -> bool:
-        return self.client is not None and not self.client.config.offline
+        return self.runner.online
 
     def summary(self) -> dict[str, Any] | None:
-        if self.synth is None:
-            return None
-        return {"client": self.client.summary(), "synthesis": self.synth.summary()}
+        return self.runner.summary() if self.runner.client is not None else None
 
     def close(self) -> None:
-        if self.client is not None:
-            self.client.close()
+        self.runner.close()
 
 
 def pending_slices(plan: BuildPlan, work: Path) -> list[int]:
@@ -95,7 +92,7 @@ def _run_slice_in_worker(plan_bytes: bytes, recipe_path: str, work: str, index: 
     plan = BuildPlan.from_json(plan_bytes, load_recipe(recipe_path))
     session = LLMSession(plan.recipe, llm_config)
     try:
-        run_slice(plan, Path(work), index, session.synth, strict=strict)
+        run_slice(plan, Path(work), index, session.runner, strict=strict)
     finally:
         session.close()
     return len(plan.slice_records(index))
@@ -117,7 +114,7 @@ def convert_all(plan: BuildPlan, work: Path, workers: int = 1, progress: Progres
     try:
         if workers <= 1 or len(todo) <= 1:
             for i in todo:
-                run_slice(plan, work, i, llm.synth if llm else None, strict=strict)
+                run_slice(plan, work, i, llm.runner if llm else None, strict=strict)
                 phase.update(len(plan.slice_records(i)))
             return
         plan_bytes = plan.to_json()
@@ -181,7 +178,7 @@ def run_array_task(recipe: Recipe, out: Path, task: int, tasks: int, llm_config:
     session = LLMSession(recipe, llm_config)
     try:
         for i in mine:
-            run_slice(plan, work, i, session.synth, strict=strict)
+            run_slice(plan, work, i, session.runner, strict=strict)
     finally:
         session.close()
     return mine

@@ -58,6 +58,8 @@ def print_summary(summary: dict, out: Path, release: str) -> None:
         print("  llm: " + ", ".join(f"{k}={v}" for k, v in client.items() if not isinstance(v, dict)))
     for line in summary.get("dedup_lines", []):
         print(f"  dedup: {line}")
+    for line in summary.get("balance_lines", []):
+        print(f"  {line}")
     print(f"  {summary['accounting_line']}")
     print(f"  release sha256 {release}")
 
@@ -74,7 +76,7 @@ def llm_config_from_args(args: argparse.Namespace):
 
 
 def add_llm_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("LLM steps (recipes with an llm_enrich converter)")
+    g = p.add_argument_group("LLM steps (converters that ask an LLM: enrichment, video MCQ, CoT, translation)")
     g.add_argument("--llm-base-url", help="OpenAI-compatible endpoint; omitted = offline (cache only)")
     g.add_argument("--llm-model", default="gpt-4o")
     g.add_argument("--llm-api-key-env", default="OPENAI_API_KEY", help="environment variable holding the key")

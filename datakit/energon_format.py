@@ -1,7 +1,7 @@
 """The Energon side of the shard contract: dataset.yaml, energon's own prepare, and the cooker.
 
 Shards are a *crude* Energon dataset (energon's recommended form for custom sample layouts): the
-``dataset.yaml`` names ``CrudeWebdataset`` with the subflavor ``datakit_format: fleming-vqa/1``,
+``dataset.yaml`` names ``CrudeWebdataset`` with the subflavor ``datakit_format: fleming-vqa/2``,
 and ``cook_fleming_vqa`` (registered through ``COOKERS`` in a task encoder) turns the raw parts
 ``json`` + ``0.png`` ... into a ``FlemingVQASample`` with ordered images and the conversation.
 A recipe of interleaved documents (MMC4) names ``datakit_format: fleming-interleaved/1`` instead,
@@ -73,7 +73,8 @@ class FlemingVQASample(Sample):
     images: list
     #: InternVL-style turns: ``[{"from": "human", "value": "<image>\n..."}, {"from": "gpt", ...}]``
     conversation: list
-    #: The structured fields of the sample JSON (task, lang, group, options, answer, ...).
+    #: The sample JSON's other fields: source, modality, lang, group, provenance, and ``turns``
+    #: (per human/gpt pair: key, task, question_type, options, answer, provenance).
     meta: dict
 
 

@@ -58,7 +58,7 @@ def _summary(recipe: Recipe, base: Recipe, out: Path, report: dict[str, Any], ba
         for _, parts in iter_samples(tar):
             doc = json.loads(parts["json"])
             per_source[doc["source"]]["samples"] += 1
-            tasks[doc["task"]] += 1
+            tasks[doc["turns"][0]["task"]] += 1  # a single-turn fleming-vqa/2 sample
             langs[doc["lang"]] += 1
     eligible = sum(report["candidates"].values())
     line = (f"grpo: {report['selected_total']} drawn of {eligible} eligible {base.name} train samples "

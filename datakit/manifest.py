@@ -1,10 +1,12 @@
 """The build manifest: one row per input record and per sample, and the accounting invariant.
 
 Every input is accounted for. Records (every file under a source's top folder is one, or part
-of one): inputs = emitted + rejected + duplicate + contaminated + skipped_llm + skipped + ignored.
-Samples: planned = emitted + duplicate + contaminated + skipped_llm + skipped + rejected (skipped:
-mask tasks of a record read without masks; skipped_llm / rejected: LLM-derived samples that
-could not be produced). ``check_accounting`` verifies both at the end of every build and the
+of one): inputs = emitted + rejected + duplicate + contaminated + label_conflict + balanced_out +
+skipped_llm + skipped + ignored. Samples (question/answer items, or documents): planned = emitted
++ duplicate + contaminated + label_conflict + balanced_out (a recipe cap) + skipped_llm + skipped
++ rejected (skipped: mask tasks of a record read without masks; skipped_llm / rejected: LLM-derived
+samples that could not be produced). Emitted items name the shard sample (``conversation``) and
+``turn`` that hold them. ``check_accounting`` verifies both at the end of every build and the
 summary prints them. ``docs/manifest.md`` lists the statuses and reasons.
 """
 
@@ -17,10 +19,13 @@ from typing import Any
 
 import polars as pl
 
-RECORD_STATUSES = ("emitted", "rejected", "duplicate", "contaminated", "skipped_llm", "skipped", "ignored")
+RECORD_STATUSES = ("emitted", "rejected", "duplicate", "contaminated", "label_conflict", "balanced_out",
+                   "skipped_llm", "skipped", "ignored")
 # skipped_llm / rejected samples are planned LLM-derived samples that were not produced; skipped
-# ones are mask tasks of a record read without masks (``masks: optional``)
-SAMPLE_STATUSES = ("emitted", "duplicate", "contaminated", "skipped_llm", "skipped", "rejected")
+# ones are mask tasks of a record read without masks (``masks: optional``); label_conflict:
+# near-identical images whose labels differ, both dropped (dedup.label_conflicts)
+SAMPLE_STATUSES = ("emitted", "duplicate", "contaminated", "label_conflict", "balanced_out", "skipped_llm",
+                   "skipped", "rejected")
 
 SCHEMA = {
     "kind": pl.Utf8,  # "record" | "sample"
@@ -35,6 +40,9 @@ SCHEMA = {
     "lang": pl.Utf8,
     "group": pl.Utf8,
     "split": pl.Utf8,
+    "split_key": pl.Utf8,  # emitted samples: the patient/case/paper key their split was drawn by
+    "conversation": pl.Utf8,  # emitted samples: the key of the shard sample holding them
+    "turn": pl.Int64,  # ... and their turn in it (0 first)
     "shard": pl.Utf8,
     "duplicate_of": pl.Utf8,
     "stage": pl.Utf8,

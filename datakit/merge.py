@@ -1,8 +1,9 @@
 """Merging slices into the release: split, order, write shards, prepare, account.
 
 Runs once per build (locally after the pool, or as the SLURM merge task). Everything here is a
-function of the slice results and the recipe seed: groups go to train or val by a seeded hash
-(EN/ZH twins and all tasks of one record stay together), samples are ordered by a seeded hash
+function of the slice results and the recipe seed: split keys go to train or val by
+``datakit.splits`` (a patient's, case's or paper's records together, EN/ZH twins and all tasks of
+a record together, the releases' held-out splits in val), samples are ordered by a seeded hash
 of their key, and shards are cut every ``samples_per_shard`` samples.
 """
 
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from datakit import energon_format
+from datakit.balance import BalanceConfig, BalanceReport, apply_caps, write_balance_report
+from datakit.conversation import Chat, assemble
 from datakit.dedup.config import DedupConfig
 from datakit.dedup.decontam import Registry, decontam_registry, decontam_stages
 from datakit.dedup.image_hash import ImageSignature
@@ -25,8 +28,9 @@ from datakit.manifest import Manifest, accounting_line, check_accounting
 from datakit.plan import BuildPlan
 from datakit.progress import Progress
 from datakit.release import release_checksums
-from datakit.sample import SCHEMA, canonical_json
-from datakit.seeding import derive_seed, unit_interval
+from datakit.sample import INTERLEAVED, INTERLEAVED_SCHEMA, SCHEMA, canonical_json, conversation_doc
+from datakit.seeding import derive_seed
+from datakit.splits import assign_split, assign_splits  # noqa: F401  (assign_split: public here too)
 from datakit.shard_writer import AtomicTarWriter
 from datakit.slices import INTERNAL_ERROR, slice_paths
 
@@ -37,12 +41,6 @@ class BuildResult:
     summary: dict[str, Any]
     checksums: dict[str, str] = field(default_factory=dict)
     release_sha256: str = ""
-
-
-def assign_split(seed: int, split_key: str, val_fraction: float) -> str:
-    """train/val by a seeded hash of the split key (the record's group unless the reader names a
-    patient/lesion/case key), so EN/ZH twins and related records never straddle the split."""
-    return "val" if unit_interval(seed, "split", split_key) < val_fraction else "train"
 
 
 def merge(plan: BuildPlan, work: Path, out: Path, extra: dict[str, Any] | None = None,
@@ -78,30 +76,40 @@ def merge(plan: BuildPlan, work: Path, out: Path, extra: dict[str, Any] | None =
     dedup_phase.update(len(summaries))
     dedup_phase.close()
     gone = {r.key for r in dedup.drops}
-    by_split: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for s in summaries:
-        if s["key"] in gone:
-            continue
-        s["split"] = assign_split(plan.seed, s["split_key"], plan.recipe.val_fraction)
-        by_split[s["split"]].append(s)
+    kept, balanced_out = apply_caps([s for s in summaries if s["key"] not in gone],
+                                    BalanceConfig.from_recipe(plan.recipe.balance), plan.seed)
+    for s in balanced_out:
+        manifest.add(kind="sample", id=s["key"], source=s["source"], record_uid=s["record_uid"],
+                     status="balanced_out", reason="balance_cap", detail=s["balanced_out"], task=s["task"],
+                     lang=s["lang"], group=s["group"], stage="balance")
+    splits = assign_splits(plan.seed, ((s["split_key"], s.get("official_split")) for s in kept),
+                           plan.recipe.val_fraction)
+    for s in kept:
+        s["split"] = splits[s["split_key"]]
+    chats = assemble(kept, plan.seed, plan.recipe.multi_turn)
 
     out.mkdir(parents=True, exist_ok=True)
     shard_paths: list[str] = []
-    merge_phase = progress("merge", total=sum(len(v) for v in by_split.values()), unit="sample")
+    merge_phase = progress("merge", total=len(chats), unit="sample")
     for split in energon_format.SPLITS:
-        items = sorted(by_split.get(split, []), key=lambda s: (derive_seed(plan.seed, "order", s["key"]), s["key"]))
+        ordered = sorted((c for c in chats if c.split == split),
+                         key=lambda c: (derive_seed(plan.seed, "order", c.key), c.key))
         per = plan.recipe.samples_per_shard
-        for n, start in enumerate(range(0, len(items), per)):
+        for n, start in enumerate(range(0, len(ordered), per)):
             rel = f"{split}/shard-{n:06d}.tar"
-            _write_shard(out / rel, items[start : start + per])
-            merge_phase.update(len(items[start : start + per]))
+            _write_shard(out / rel, ordered[start : start + per])
+            merge_phase.update(len(ordered[start : start + per]))
             shard_paths.append(rel)
-            for s in items[start : start + per]:
-                manifest.add(kind="sample", id=s["key"], source=s["source"], record_uid=s["record_uid"],
-                             status="emitted", task=s["task"], lang=s["lang"], group=s["group"],
-                             split=split, shard=rel)
+            for chat in ordered[start : start + per]:
+                for turn, s in enumerate(chat.members):
+                    manifest.add(kind="sample", id=s["key"], source=s["source"], record_uid=s["record_uid"],
+                                 status="emitted", task=s["task"], lang=s["lang"], group=s["group"],
+                                 split=split, shard=rel, split_key=s["split_key"], conversation=chat.key,
+                                 turn=turn)
     merge_phase.close()
     _remove_stale(out, set(shard_paths))
+    balance = write_balance_report(
+        BalanceReport.of(kept, Counter(len(c.members) for c in chats), balanced_out), out)
     energon_format.write_dataset_yaml(out, plan.recipe.name, _schema(plan, summaries))
     if shard_paths:
         prepare_phase = progress("prepare", total=len(shard_paths), unit="shard")
@@ -115,6 +123,9 @@ def merge(plan: BuildPlan, work: Path, out: Path, extra: dict[str, Any] | None =
                            samples_converted=len(summaries) + n_drops)
     summary = _summary(plan, manifest, acc)
     summary["dedup"] = write_report(dedup, out, registry=None)
+    summary["balance"] = balance
+    summary["bytes"] = release_bytes(plan, out, shard_paths)
+    summary["balance_lines"] = balance_lines(balance, summary["bytes"])
     summary["dedup_lines"] = format_report(summary["dedup"])
     summary["decontam"] = registry.benchmark_set() if registry is not None else []
     summary.update(extra or {})
@@ -146,13 +157,15 @@ def _deduplicate(plan: BuildPlan, summaries: list[dict[str, Any]], signatures: d
     """Decontamination, exact/near image and near text dedup across every source of the recipe;
     one manifest row per dropped sample (status, the kept key or benchmark file, stage, distance)."""
     cfg = DedupConfig.from_recipe(plan.recipe.dedup)
-    result = deduplicate(
-        [SampleSummary.from_dict(s) for s in summaries],
-        {k: ImageSignature.from_dict(v) for k, v in signatures.items()},
-        cfg,
-        source_priority=[s.source for s in plan.recipe.sources],
-        stages=decontam_stages(cfg, registry),
-    )
+    with StoredMedia(summaries) as media:
+        result = deduplicate(
+            [SampleSummary.from_dict(s) for s in summaries],
+            {k: ImageSignature.from_dict(v) for k, v in signatures.items()},
+            cfg,
+            source_priority=[s.source for s in plan.recipe.sources],
+            stages=decontam_stages(cfg, registry),
+            media=media.read,
+        )
     by_key = {s["key"]: s for s in summaries}
     for r in result.drops:
         s = by_key[r.key]
@@ -163,6 +176,34 @@ def _deduplicate(plan: BuildPlan, summaries: list[dict[str, Any]], signatures: d
     return result
 
 
+class StoredMedia:
+    """Stored media bytes by sha256, read back from the slice files (the pixel check of a
+    near-duplicate candidate decodes its two images again; nothing else is held)."""
+
+    def __init__(self, summaries: list[dict[str, Any]]) -> None:
+        self._where: dict[str, tuple[str, int, int]] = {}
+        for s in summaries:
+            for sha, (_, offset, size) in zip(s["media_sha256"], s["parts"][1:]):
+                self._where.setdefault(sha, (s["slice_tar"], offset, size))
+        self._files: dict[str, Any] = {}
+
+    def read(self, sha: str) -> bytes:
+        path, offset, size = self._where[sha]
+        fh = self._files.get(path) or self._files.setdefault(path, open(path, "rb"))
+        fh.seek(offset)
+        data = fh.read(size)
+        if len(data) != size:
+            raise OSError(f"{path}: short read of medium {sha[:12]}")
+        return data
+
+    def __enter__(self) -> "StoredMedia":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for fh in self._files.values():
+            fh.close()
+
+
 def _settle_record_statuses(manifest: Manifest) -> None:
     """A record none of whose samples was emitted takes the status of its samples' drop
     (duplicate or contaminated), so the record-level invariant counts it once, correctly."""
@@ -171,7 +212,7 @@ def _settle_record_statuses(manifest: Manifest) -> None:
         if r["kind"] == "sample" and r.get("record_uid"):
             if r["status"] == "emitted":
                 emitted.add(r["record_uid"])
-            elif r["status"] in ("duplicate", "contaminated"):
+            elif r["status"] in ("duplicate", "contaminated", "label_conflict", "balanced_out"):
                 dropped.setdefault(r["record_uid"], r)
     for r in manifest.rows:
         uid = r.get("record_uid")
@@ -181,21 +222,61 @@ def _settle_record_statuses(manifest: Manifest) -> None:
                      detail=d.get("detail") or "", stage=d["stage"], distance=d.get("distance"))
 
 
-def _write_shard(path: Path, items: list[dict[str, Any]]) -> None:
+def _write_shard(path: Path, chats: list[Chat]) -> None:
+    """Each conversation's JSON (composed from its items' JSON in the slice files) and its
+    media, read once from the first item's parts; an interleaved document is its own JSON."""
     handles: dict[str, Any] = {}
+
+    def read(s: dict[str, Any], part: list[Any]) -> bytes:
+        fh = handles.get(s["slice_tar"]) or handles.setdefault(s["slice_tar"], open(s["slice_tar"], "rb"))
+        name, offset, size = part
+        fh.seek(offset)
+        data = fh.read(size)
+        if len(data) != size:
+            raise OSError(f"{s['slice_tar']}: short read for {s['key']}.{name}")
+        return data
+
     try:
         with AtomicTarWriter(path) as tar:
-            for s in items:
-                fh = handles.get(s["slice_tar"]) or handles.setdefault(s["slice_tar"], open(s["slice_tar"], "rb"))
-                for part, offset, size in s["parts"]:
-                    fh.seek(offset)
-                    data = fh.read(size)
-                    if len(data) != size:
-                        raise OSError(f"{s['slice_tar']}: short read for {s['key']}.{part}")
-                    tar.add(f"{s['key']}.{part}", data)
+            for chat in chats:
+                first = chat.members[0]
+                if first.get("schema") == INTERLEAVED_SCHEMA:
+                    tar.add(f"{chat.key}.json", read(first, first["parts"][0]))
+                else:
+                    items = [{**json.loads(read(s, s["parts"][0])), "key": s["key"]} for s in chat.members]
+                    tar.add(f"{chat.key}.json", canonical_json(conversation_doc(chat.key, items)))
+                for part in first["parts"][1:]:
+                    tar.add(f"{chat.key}.{part[0]}", read(first, part))
     finally:
         for fh in handles.values():
             fh.close()
+
+
+def balance_lines(balance: dict[str, Any], sizes: dict[str, Any]) -> list[str]:
+    """The build summary's lines on what the shards hold and what they cost."""
+    ratio = sizes["shard_to_source"]
+    if balance.get("question_type") and set(balance["question_type"]) == {INTERLEAVED}:
+        held = f"samples: {balance['conversations']} interleaved documents"
+    else:
+        held = (f"samples: {balance['conversations']} conversations holding {balance['turns']} QA turns "
+                f"(turns per conversation {balance['turns_per_conversation']}); yes/no share "
+                f"{balance['yes_no_share']:.1%}; mcq letters {balance['mcq_answer_letters']}")
+    lines = [held,
+             f"bytes: shards {sizes['shard_bytes']:,} / sources {sizes['source_bytes']:,} = "
+             + (f"{ratio:.2f}x" if ratio is not None else "n/a")]
+    if balance["balanced_out"]:
+        lines.append("balanced out: " + ", ".join(f"{k}: {v}" for k, v in balance["balanced_out"].items()))
+    return lines
+
+
+def release_bytes(plan: BuildPlan, out: Path, shard_paths: list[str]) -> dict[str, Any]:
+    """Shard bytes against the bytes of the source files the build read (images, masks):
+    what storing media once per conversation, as read, costs."""
+    files = {p for r in plan.records for p in (*r.images, *r.masks)}
+    source = sum(p.stat().st_size for p in files if p.is_file())
+    shards = sum((out / rel).stat().st_size for rel in shard_paths)
+    return {"source_bytes": source, "shard_bytes": shards,
+            "shard_to_source": round(shards / source, 3) if source else None}
 
 
 def _remove_stale(out: Path, keep: set[str]) -> None:

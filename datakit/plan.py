@@ -101,6 +101,7 @@ def _record_to_dict(r: RawRecord) -> dict[str, Any]:
         "meta": dict(r.meta),
         "root": str(r.root) if r.root else None,
         "split_key": r.split_key,
+        "official_split": r.official_split,
     }
 
 
@@ -116,6 +117,7 @@ def _record_from_dict(d: dict[str, Any]) -> RawRecord:
         meta=d["meta"],
         root=Path(d["root"]) if d["root"] else None,
         split_key=d["split_key"],
+        official_split=d.get("official_split"),
     )
 
 

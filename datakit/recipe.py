@@ -22,7 +22,7 @@ from datakit.sample import LANGS
 RECIPES_DIR = Path(__file__).parent / "recipes"
 
 _TOP_KEYS = {"name", "description", "seed", "val_fraction", "samples_per_shard", "langs", "sources", "dedup",
-             "grpo_prep"}
+             "multi_turn", "balance", "grpo_prep"}
 _GRPO_KEYS = {"from", "target_size", "yes_no_share", "samples_per_shard"}
 _SOURCE_KEYS = {"source", "path", "options", "convert"}
 _CONVERT_KEYS = {"converter", "tasks", "options"}
@@ -54,6 +54,9 @@ class Recipe:
     sources: tuple[SourceSpec, ...]
     dedup: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    # A record's template QA of one language as one conversation (false: one sample per QA).
+    multi_turn: bool = True
+    balance: dict[str, Any] = field(default_factory=dict)  # datakit.balance caps
     #: ``{"from": recipe, "target_size": n, ...}``: a GRPO set drawn from that recipe's build.
     grpo_prep: dict[str, Any] | None = None
 
@@ -70,6 +73,8 @@ class Recipe:
             "samples_per_shard": self.samples_per_shard,
             "langs": list(self.langs),
             "dedup": self.dedup,
+            "multi_turn": self.multi_turn,
+            "balance": self.balance,
             "sources": [
                 {
                     "source": s.source,
@@ -161,6 +166,17 @@ def parse_recipe(raw: Any, path: Path) -> Recipe:
     except (RecipeError, ValueError, TypeError) as e:
         raise RecipeError(f"{path}: {e}") from e
 
+    multi_turn = raw.get("multi_turn", True)
+    if not isinstance(multi_turn, bool):
+        raise fail("multi_turn", f"must be true or false, got {multi_turn!r}")
+    balance = raw.get("balance", {}) or {}
+    from datakit.balance import BalanceConfig
+
+    try:
+        BalanceConfig.from_recipe(balance)
+    except (RecipeError, ValueError, TypeError) as e:
+        raise RecipeError(f"{path}: {e}") from e
+
     srcs = raw["sources"]
     if not isinstance(srcs, list) or not srcs:
         raise fail("sources", "must be a non-empty list")
@@ -231,6 +247,8 @@ def parse_recipe(raw: Any, path: Path) -> Recipe:
         sources=tuple(specs),
         dedup=dedup,
         path=path,
+        multi_turn=multi_turn,
+        balance=balance,
     )
 
 

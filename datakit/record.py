@@ -37,6 +37,9 @@ class RawRecord:
     # Records sharing a split key always land in the same split (train/val): one patient's two
     # eyes, one lesion photographed several times, one case's images. None = the record alone.
     split_key: str | None = None
+    # The release's own split of this record ("train", "val" or "test"; None: the release has
+    # none). A record the release holds out (val/test) never lands in our train split.
+    official_split: str | None = None
 
     @property
     def uid(self) -> str:

@@ -59,12 +59,15 @@ def get_converter(name: str) -> "ConverterSpec":
     return known[name]
 
 
-def converter(name: str, tasks: tuple[str, ...], needs_masks: bool = False) -> Callable:
-    """Decorator form: ``@converter("spatial", tasks=(...))`` on a convert function."""
+def converter(name: str, tasks: tuple[str, ...], requests: Callable | None = None,
+              needs_masks: bool = False, uses_earlier: bool = False) -> Callable:
+    """Decorator form: ``@converter("spatial", tasks=(...))`` on a convert function; a converter
+    that asks an LLM passes its ``requests`` function (``converters.base``)."""
     from datakit.converters.base import ConverterSpec
 
     def wrap(fn: Callable) -> Callable:
-        register_converter(ConverterSpec(name=name, tasks=tasks, fn=fn, needs_masks=needs_masks))
+        register_converter(ConverterSpec(name=name, tasks=tasks, fn=fn, requests=requests, needs_masks=needs_masks,
+                                         uses_earlier=uses_earlier))
         return fn
 
     return wrap

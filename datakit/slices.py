@@ -9,6 +9,8 @@ array task.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -16,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from datakit import registry
-from datakit.converters.base import ConvertContext
+from datakit.converters.base import SKIPPED, SKIPPED_LLM, ConvertContext, ConverterSpec, Missing
 from datakit.errors import Rejected
+from datakit.llm.runner import LLMRunner
 from datakit.plan import BuildPlan
 from datakit.dedup.image_hash import signature
 from datakit.media import decode_image
@@ -25,9 +28,7 @@ from datakit.record import LoadedRecord, Media, RawRecord
 from datakit.sample import InterleavedSample, Sample, canonical_json
 from datakit.shard_writer import AtomicTarWriter
 
-LLM_CONVERTER = "llm_enrich"  # runs after the template converters, concurrently over a slice
 INTERNAL_ERROR = "internal_error"  # an unexpected exception while reading or converting one record
-
 
 def slice_paths(work: Path, index: int) -> tuple[Path, Path]:
     stem = work / "slices" / f"slice-{index:05d}"
@@ -61,108 +62,138 @@ def _ctx(plan: BuildPlan, step) -> ConvertContext:
     return ConvertContext(seed=plan.seed, tasks=step.tasks, langs=plan.recipe.langs, options=step.options)
 
 
-def convert_record(plan: BuildPlan, readers: _Readers, record: RawRecord,
-                   llm: Any = None) -> tuple[LoadedRecord, list[Sample], list[dict[str, Any]]]:
-    """The loaded record, its template samples (every step but ``llm_enrich``) and drop rows for
-    Chinese caption samples whose translation the LLM could not give, or mask tasks of a record
-    read without masks (``masks: optional``); or ``Rejected``."""
-    spec = plan.recipe.sources[plan.source_index(record.source)]
-    loaded = readers.get(record.source).load(record)
-    samples: list[Sample] = []
-    drops: list[dict[str, Any]] = []
+def asks_llm(plan: BuildPlan, loaded: LoadedRecord) -> bool:
+    """Whether any conversion step of the record may ask an LLM: it names a request in its first
+    round, or it builds on the samples of earlier steps (``ctx.earlier``), which only converting
+    tells."""
+    spec = plan.recipe.sources[plan.source_index(loaded.record.source)]
     for step in spec.convert:
-        if step.converter == LLM_CONVERTER:
-            continue
-        ctx = _ctx(plan, step)
         conv = registry.get_converter(step.converter)
-        if conv.needs_masks and loaded.facts.get("masks_absent"):
-            drops.extend(_drop_row(record.uid, record.primary_file, task, lang, "skipped", "no_mask",
-                                   loaded.facts["masks_absent"], converter=step.converter)
-                         for task in step.tasks for lang in ctx.langs)
-            continue
-        if step.converter == "captions":
-            drops.extend(_translate_captions(loaded, ctx, llm))
-        samples.extend(conv.fn(loaded, ctx))
-    return loaded, samples, drops
+        if conv.requests is not None and (conv.uses_earlier or conv.requests(loaded, _ctx(plan, step))):
+            return True
+    return False
 
 
-def _translate_captions(loaded: LoadedRecord, ctx: ConvertContext, llm: Any) -> list[dict[str, Any]]:
-    """Ask the LLM for the Chinese captions this record's ZH samples need (cached, validated);
-    the planned ZH samples become ``skipped_llm``/``rejected`` rows when no translation comes."""
-    from datakit.converters.captions import translation_needs
+Converted = tuple[list[Sample], list[tuple[str, Missing]]]  # samples, (converter, missing sample)
 
-    need, planned = translation_needs(loaded, ctx)
-    if not need:
+
+def convert_records(plan: BuildPlan, loaded: list[LoadedRecord], runner: LLMRunner,
+                    strict: bool = False) -> list[Converted | Rejected]:
+    """Every conversion step of each record (records of one source), through the runner: the
+    steps that ask an LLM get their answers first. Per record: samples in step order and the
+    planned samples it could not make, or the ``Rejected`` that stopped it. A step that reads
+    masks skips a record read without them (``masks: optional``): its tasks are ``skipped``. An
+    unexpected exception on one record is that record's ``internal_error`` (``strict``: raised)."""
+    if not loaded:
         return []
-    rec = loaded.record
-    status, reason = "skipped_llm", "offline"
-    if llm is not None:
-        kinds = sorted(need)
-        tr = llm.translate([need[k] for k in kinds])
-        if tr.texts is not None:
-            loaded.facts["translations"] = {"zh": dict(zip(kinds, tr.texts))}
-            return []
-        status, reason = tr.status or "skipped_llm", tr.reason or "no_translation"
-    return [_drop_row(rec.uid, rec.primary_file, task, lang, status, reason, "caption translation",
-                      converter="captions") for task, lang in planned]
+    spec = plan.recipe.sources[plan.source_index(loaded[0].record.source)]
+    out: list[Converted | Rejected] = [([], []) for _ in loaded]
+    for step in spec.convert:
+        conv = registry.get_converter(step.converter)
+        ctx = _ctx(plan, step)
+        live = []
+        for i, o in enumerate(out):
+            if isinstance(o, Rejected):
+                continue
+            absent = loaded[i].facts.get("masks_absent")
+            if conv.needs_masks and absent:
+                o[1].extend((step.converter, Missing(task=task, lang=lang, status=SKIPPED, reason="no_mask",
+                                                     detail=str(absent)))
+                            for task in step.tasks for lang in ctx.langs)
+                continue
+            live.append(i)
+        guarded = conv if strict else _guarded(conv)
+        results = runner.convert(guarded, [(loaded[i], dataclasses.replace(ctx, earlier=tuple(out[i][0])))
+                                           for i in live])
+        for i, result in zip(live, results):
+            if isinstance(result, Rejected):
+                out[i] = result
+                continue
+            samples, missing = out[i]  # type: ignore[misc]
+            samples += [x for x in result if isinstance(x, (Sample, InterleavedSample))]
+            missing += [(step.converter, x) for x in result if isinstance(x, Missing)]
+    return out
 
 
-def run_slice(plan: BuildPlan, work: Path, index: int, llm: Any = None, *, strict: bool = False) -> Path:
+def _guarded(conv: ConverterSpec) -> ConverterSpec:
+    """``conv`` whose unexpected exception on one record becomes that record's ``Rejected``
+    (reason ``internal_error``, the exception's type and message), so the others go on."""
+
+    def guard(fn):
+        def run(loaded: LoadedRecord, ctx: ConvertContext):
+            try:
+                return fn(loaded, ctx)
+            except Rejected:
+                raise
+            except Exception as e:
+                raise Rejected(INTERNAL_ERROR, loaded.record.primary_file, f"{type(e).__name__}: {e}") from e
+        return run
+
+    return dataclasses.replace(conv, fn=guard(conv.fn), requests=guard(conv.requests) if conv.requests else None)
+
+
+def run_slice(plan: BuildPlan, work: Path, index: int, llm: LLMRunner | None = None, *,
+              strict: bool = False) -> Path:
     """Convert slice ``index`` of ``plan`` into ``work/slices/``; returns the result path.
 
-    ``llm`` is the build's ``LLMSynthesizer`` (or None: offline with no cache, every LLM sample
-    is then ``skipped_llm``). LLM steps run after the slice's template samples, over all its
-    records at once, so the client's thread pool gives the concurrency.
+    ``llm`` is the build's ``LLMRunner`` (None: no endpoint and no cache, every LLM-derived
+    sample is ``skipped_llm``). A record whose converters ask an LLM waits until the end of the
+    slice, where all such records are converted together, so the client's threads give the
+    concurrency; the others are converted and written as they are read.
 
     One record never stops the build: bad input is ``Rejected``, and any other exception while
     reading or converting a record becomes a ``rejected`` row with reason ``internal_error``
     (exception type and message), unless ``strict`` (for developers: the first one is raised).
     """
+    runner = llm if llm is not None else LLMRunner(None)
     tar_path, result_path = slice_paths(work, index)
     readers = _Readers(plan, {})
     record_rows: list[dict[str, Any]] = []
     summaries: list[dict[str, Any]] = []
     drops: list[dict[str, Any]] = []
-    pending: list[tuple[RawRecord, LoadedRecord, list[Sample], list[dict[str, Any]]]] = []
+    waiting: dict[str, list[LoadedRecord]] = {}  # by source: records whose converters ask an LLM
     signatures: dict[str, Any] = {}  # media sha256 -> dedup signature, each image hashed once
+    media_at: dict[str, tuple[int, int]] = {}  # media sha256 -> (offset, size) in this slice's tar
     with AtomicTarWriter(tar_path) as tar:
 
-        def sign_media(m: Media) -> None:
+        def sign(m: Media) -> None:
             if m.sha256 not in signatures:
                 signatures[m.sha256] = image_signature(m)
 
-        def sign(sample: Sample) -> None:
-            for m in sample.media:
-                sign_media(m)
-
-        def finish(record: RawRecord, samples: list[Sample], record_drops: list[dict[str, Any]]) -> None:
+        def finish(loaded: LoadedRecord, result: Converted | Rejected) -> None:
+            record = loaded.record
+            if isinstance(result, Rejected):
+                record_rows.append(_record_row(record, "rejected", result.reason, result.path, result.detail, 0))
+                return
+            samples, missing = result
+            record_drops = [_drop_row(record, converter, m) for converter, m in missing]
             drops.extend(record_drops)
             if samples:
                 record_rows.append(_record_row(record, "emitted", "", record.primary_file, "", len(samples)))
             elif record_drops:
                 first, statuses = record_drops[0], {d["status"] for d in record_drops}
-                if statuses == {"skipped"}:  # mask tasks of a record read without masks, nothing else
-                    record_rows.append(_record_row(record, "skipped", first["reason"], record.primary_file,
+                if statuses == {SKIPPED}:  # mask tasks of a record read without masks, nothing else
+                    record_rows.append(_record_row(record, SKIPPED, first["reason"], record.primary_file,
                                                    first["detail"], 0))
                 else:
-                    status = "skipped_llm" if statuses == {"skipped_llm"} else "rejected"
+                    status = SKIPPED_LLM if statuses <= {SKIPPED, SKIPPED_LLM} else "rejected"
                     record_rows.append(_record_row(record, status, first["reason"], record.primary_file,
-                                                   "every LLM-derived sample was dropped", 0))
+                                                   "every planned sample needed an LLM answer it did not get", 0))
             else:
                 record_rows.append(_record_row(record, "rejected", "no_samples", record.primary_file,
                                                "no converter task applies to this record", 0))
             for sample in samples:
-                sign(sample)
-                parts = sample.parts()
-                tar.add_sample(sample.key, parts)
-                summaries.append(_summary(sample, record, [p for p, _ in parts], tar.offsets))
+                for m in sample.media:  # media made by a converter (slices, frames): signed here
+                    sign(m)
+                summaries.append(_summary(sample, record, _spill(tar, sample, media_at), loaded.facts.get("label")))
 
         for record in plan.slice_records(index):
             try:
-                loaded, samples, translation_drops = convert_record(plan, readers, record, llm)
+                loaded = readers.get(record.source).load(record)
                 for m in loaded.media:  # signed from the pixels of the one decode at read time,
-                    sign_media(m)       # which are then let go (a slice may hold many records)
+                    sign(m)             # which are then let go (a slice may hold many records)
                     m.release_pixels()
+                waits = asks_llm(plan, loaded)
             except Rejected as rej:
                 record_rows.append(_record_row(record, "rejected", rej.reason, rej.path, rej.detail, 0))
                 continue
@@ -172,13 +203,13 @@ def run_slice(plan: BuildPlan, work: Path, index: int, llm: Any = None, *, stric
                 record_rows.append(_record_row(record, "rejected", INTERNAL_ERROR, record.primary_file,
                                                f"{type(e).__name__}: {e}", 0))
                 continue
-            if _llm_step(plan, record.source) is None:
-                finish(record, samples, translation_drops)
+            if waits:
+                waiting.setdefault(record.source, []).append(loaded)
             else:
-                loaded.facts["template_samples"] = tuple(samples)  # what the CoT task reasons about
-                pending.append((record, loaded, samples, translation_drops))
-        for record, samples, record_drops in _run_llm_steps(plan, pending, llm):
-            finish(record, samples, record_drops)
+                finish(loaded, convert_records(plan, [loaded], runner, strict)[0])
+        for batch in waiting.values():
+            for loaded, result in zip(batch, convert_records(plan, batch, runner, strict)):
+                finish(loaded, result)
     doc = {"fingerprint": plan.fingerprint, "slice": index, "records": record_rows, "samples": summaries,
            "drops": drops, "signatures": signatures}
     tmp = result_path.with_name(f"{result_path.name}.tmp-{os.getpid()}")
@@ -193,45 +224,20 @@ def image_signature(media: Media) -> dict[str, Any] | None:
     (as read, or a lossless PNG of them), so it is not decoded a second time."""
     if media.ext not in ("png", "jpg"):
         return None
-    pixels = media.pixels if media.pixels is not None else decode_image(media.data, media.sha256)
-    return signature(pixels).to_dict()
+    return signature(stored_pixels(media)).to_dict()
 
 
-def _llm_step(plan: BuildPlan, source: str):
-    spec = plan.recipe.sources[plan.source_index(source)]
-    return next((s for s in spec.convert if s.converter == LLM_CONVERTER), None)
+def stored_pixels(media: Media):
+    """A stored image's pixels: those of the read-time decode when still held, else its bytes
+    decoded (media a converter made, or read back by the merge's pixel check)."""
+    return media.pixels if media.pixels is not None else decode_image(media.data, media.sha256)
 
 
-def _run_llm_steps(plan: BuildPlan, pending: list[tuple[RawRecord, LoadedRecord, list[Sample], list[dict[str, Any]]]],
-                   llm: Any):
-    """Yield (record, all samples, drop rows) in input order, LLM samples added per source."""
-    by_source: dict[str, list[int]] = {}
-    for i, (record, _, _, _) in enumerate(pending):
-        by_source.setdefault(record.source, []).append(i)
-    extra: dict[int, tuple[list[Sample], list[dict[str, Any]]]] = {}
-    for source, idx in by_source.items():
-        step = _llm_step(plan, source)
-        ctx = _ctx(plan, step)
-        if llm is None:
-            for i in idx:
-                rec = pending[i][0]
-                extra[i] = ([], [_drop_row(rec.uid, rec.primary_file, t, lang, "skipped_llm", "offline", "")
-                                 for t in step.tasks for lang in ctx.langs])
-            continue
-        for i, outcome in zip(idx, llm.synthesize_many([pending[i][1] for i in idx], ctx)):
-            extra[i] = (outcome.samples, [
-                _drop_row(d.uid, d.source_file, d.task, d.lang, d.status, d.reason, d.detail) for d in outcome.drops
-            ])
-    for i, (record, _, samples, earlier) in enumerate(pending):
-        llm_samples, rows = extra[i]
-        yield record, samples + llm_samples, earlier + rows
-
-
-def _drop_row(uid: str, path: str, task: str, lang: str, status: str, reason: str, detail: str,
-              converter: str = LLM_CONVERTER) -> dict[str, Any]:
-    """A planned LLM-derived sample that was not emitted: one manifest row of kind ``sample``."""
-    return {"id": f"{uid}#{converter}/{task}/{lang}", "record_uid": uid, "path": path, "task": task,
-            "lang": lang, "status": status, "reason": reason, "detail": detail}
+def _drop_row(record: RawRecord, converter: str, m: Missing) -> dict[str, Any]:
+    """A planned sample that was not made: one manifest row of kind ``sample``."""
+    return {"id": f"{record.uid}#{converter}/{m.slot or m.task}/{m.lang}", "record_uid": record.uid,
+            "group": record.uid, "path": record.primary_file, "task": m.task, "lang": m.lang, "status": m.status,
+            "reason": m.reason, "detail": m.detail}
 
 
 def _record_row(record: RawRecord, status: str, reason: str, path: str | None, detail: str, n: int) -> dict[str, Any]:
@@ -247,18 +253,62 @@ def _record_row(record: RawRecord, status: str, reason: str, path: str | None, d
     }
 
 
-def _summary(sample: Sample | InterleavedSample, record: RawRecord, parts: list[str],
-             offsets: dict[str, tuple[int, int]]) -> dict[str, Any]:
-    """What the merge needs without reading the tar: identity, dedup text, and part offsets."""
-    if isinstance(sample, InterleavedSample):  # a document: dedup compares its words
-        text, schema = sample.plain_text(), sample.schema
+def claim_of(sample: Sample | InterleavedSample) -> str | None:
+    """The closed answer a near duplicate must share to be dropped (``dedup.stages``): the
+    correct option's text of a multiple choice, the word of a yes/no question; None otherwise
+    (open and free-text answers differ in wording between records by design)."""
+    if sample.question_type == "yes_no":
+        return sample.answer
+    if sample.question_type == "mcq" and sample.options:
+        letter = sample.answer.strip()[:1].upper()
+        index = ord(letter) - ord("A") if letter else -1
+        return sample.options[index] if 0 <= index < len(sample.options) else sample.answer
+    return None
+
+
+def slot_of(sample: Sample | InterleavedSample, record: RawRecord) -> str:
+    """The sample's place within its record, the same across records: its key after the record
+    part (``organ_presence_liver-en``), so claims are compared like for like."""
+    digest = hashlib.sha1(record.record_id.encode("utf-8")).hexdigest()[:8]
+    return sample.key.split(f"-{digest}-", 1)[-1]
+
+
+def _spill(tar: AtomicTarWriter, sample: Sample | InterleavedSample, media_at: dict[str, tuple[int, int]]) -> list[list[Any]]:
+    """Write a sample's JSON, and each medium the slice has not stored yet (a record's samples
+    share its media: stored once); returns [part, offset, size] of every part, JSON first."""
+    parts = sample.parts()
+    tar.add(f"{sample.key}.json", parts[0][1])
+    out: list[list[Any]] = [["json", *tar.offsets[f"{sample.key}.json"]]]
+    for (name, data), medium in zip(parts[1:], sample.media):
+        if medium.sha256 not in media_at:
+            tar.add(f"{sample.key}.{name}", data)
+            media_at[medium.sha256] = tar.offsets[f"{sample.key}.{name}"]
+        out.append([name, *media_at[medium.sha256]])
+    return out
+
+
+def _summary(sample: Sample | InterleavedSample, record: RawRecord, parts: list[list[Any]],
+             label: Any = None) -> dict[str, Any]:
+    """What the merge needs without reading the tar: identity, dedup text, and part offsets.
+    A document (interleaved) is compared by its words and names its schema; a released
+    conversation of several question/answer pairs says how many (``pairs``)."""
+    if isinstance(sample, InterleavedSample):
+        text, extra = sample.plain_text(), {"schema": sample.schema}
     else:
         question = " ".join(t["value"] for t in sample.conversation if t["from"] == "human")
-        text, schema = f"{question}\n{sample.answer}", None
+        text, pairs = f"{question}\n{sample.answer}", len(sample.conversation) // 2
+        extra = {"pairs": pairs} if pairs > 1 else {}
     return {
+        "modality": sample.modality,
+        "label": None if label is None else str(label),
+        "slot": slot_of(sample, record),
+        "claim": claim_of(sample),
+        "converter": sample.provenance.get("converter"),
+        "mcq_letter": sample.answer.strip()[:1].upper() if sample.question_type == "mcq" else None,
         "key": sample.key,
         "group": sample.group,
         "split_key": f"{record.source}:{record.split_key}" if record.split_key else sample.group,
+        "official_split": record.official_split,
         "source": sample.source,
         "record_uid": record.uid,
         "task": sample.task,
@@ -266,6 +316,6 @@ def _summary(sample: Sample | InterleavedSample, record: RawRecord, parts: list[
         "question_type": sample.question_type,
         "text": text,
         "media_sha256": [m.sha256 for m in sample.media],
-        "parts": [[part, *offsets[f"{sample.key}.{part}"]] for part in parts],
-        **({"schema": schema} if schema else {}),
+        "parts": parts,
+        **extra,
     }

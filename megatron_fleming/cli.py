@@ -3,6 +3,7 @@
     fleming convert hf-to-mcore --hf DIR --out DIR --tp N --pp M [--verify]
     fleming convert mcore-to-hf --mcore DIR --out DIR [--layout internvl|transformers]
     fleming train --config CONFIG.yaml [--data DIR] [section.key=value ...]
+    fleming plan --config CONFIG.yaml [--gpus N] [section.key=value ...]
     fleming grpo --config CONFIG.yaml [--data DIR] [section.key=value ...]
     fleming eval run --benchmark NAME[,NAME] --data DIR --hf CKPT --out DIR
     fleming eval score --benchmark NAME --data DIR --responses FILE.jsonl --out DIR
@@ -25,8 +26,9 @@ from pathlib import Path
 from megatron_fleming.eval.cli import add_eval_parser
 from megatron_fleming.generate.cli import add_chat_parser, add_generate_parser
 from megatron_fleming.grpo.cli import add_grpo_parser
+from megatron_fleming.model.config import MAKE_VOCAB_SIZE_DIVISIBLE_BY
 from megatron_fleming.pipeline.cli import add_pipeline_parser
-from megatron_fleming.train.cli import add_train_parser
+from megatron_fleming.train.cli import add_plan_parser, add_train_parser
 
 
 def _cmd_hf_to_mcore(args: argparse.Namespace) -> int:
@@ -36,10 +38,12 @@ def _cmd_hf_to_mcore(args: argparse.Namespace) -> int:
     diff = hf_to_mcore(HFToMcore(
         hf=args.hf, out=args.out, tensor_parallel=args.tp, pipeline_parallel=args.pp,
         device=resolve_device(args.device), dtype=args.dtype,
-        vision_padded_heads=args.vision_padded_heads, verify=args.verify))
+        vision_padded_heads=args.vision_padded_heads,
+        make_vocab_size_divisible_by=args.make_vocab_size_divisible_by, verify=args.verify))
     if not is_rank_zero():
         return 0
-    print(f"wrote Megatron checkpoint {args.out} (TP={args.tp}, PP={args.pp})")
+    print(f"wrote Megatron checkpoint {args.out} (TP={args.tp}, PP={args.pp}, vocabulary padded "
+          f"to a multiple of {args.make_vocab_size_divisible_by * args.tp})")
     if diff is None:
         return 0
     ok = diff <= args.tolerance
@@ -74,6 +78,10 @@ def add_convert_parser(commands: argparse._SubParsersAction) -> None:
     to_mcore.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     to_mcore.add_argument("--vision-padded-heads", type=int, default=None,
                           help="ViT heads incl. zero padding (default: next multiple of --tp)")
+    to_mcore.add_argument("--make-vocab-size-divisible-by", type=int,
+                          default=MAKE_VOCAB_SIZE_DIVISIBLE_BY,
+                          help="pad the vocabulary to a multiple of this x --tp, as Megatron-LM "
+                               "does (padded rows are zero, masked, stripped on export)")
     to_mcore.add_argument("--verify", action="store_true",
                           help="run both models in fp32 and print max_abs_logits_diff last")
     to_mcore.add_argument("--tolerance", type=float, default=1e-4,
@@ -94,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     add_convert_parser(commands)
     add_train_parser(commands)
+    add_plan_parser(commands)
     add_grpo_parser(commands)
     add_eval_parser(commands)
     add_generate_parser(commands)

@@ -1,18 +1,27 @@
-"""bf16 vs FP8 training steps on one GPU through the real trainer, losses and step times side by side.
+"""GPU check of the trainer on one GPU: bf16 vs FP8 through `fleming train`, asserted.
 
-    python scripts/gpu_check_train.py [--steps N] [section.key=value ...]
+    bash scripts/gpu_check_train.sh [--band 0.02] [section.key=value ...]
 
 Each mode is its own one-rank torchrun job of `megatron_fleming.train.run` on
-`megatron_fleming/configs/gpu_check.yaml` (the `small` preset on the demo shards); a recording
-callback writes every step's loss and time. FP8 needs Transformer Engine: without it the script
-says so, runs the bf16 part with megatron's local layers, and marks the FP8 column as not run.
-Results are printed and, when $OUT is set, written to $OUT/gpu_check_train.json.
+`megatron_fleming/configs/gpu_check.yaml` (the ~1B `small` preset on the demo shards, packed
+16-multiple rows, Transformer Engine layers), with a recording callback. Asserts, and exits
+non-zero when one fails:
+
+1. Transformer Engine is installed and the config runs TE layers (FP8 exists only there).
+2. Both modes train the same steps on the same data, with finite losses.
+3. FP8 tracks bf16: the mean loss of the last `LAST_STEPS` steps with FP8 is within `--band`
+   (relative, default FP8_BAND) of bf16's.
+
+It prints each step's loss, tokens/s, model TFLOP/s and MFU (against 989 TFLOP/s dense bf16 for
+H100/H200 SXM unless ``--peak-tflops``) side by side, and writes everything to
+``$OUT/gpu_check_train.json`` when $OUT is set.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import socket
 import statistics
@@ -23,6 +32,20 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "megatron_fleming" / "configs" / "gpu_check.yaml"
+#: FP8 (delayed scaling, hybrid E4M3/E5M2) vs bf16 from the same start on the same data: the
+#: mean loss of the last steps may differ by this fraction of bf16's.
+FP8_BAND = 0.02
+LAST_STEPS = 3
+
+
+class CheckFailed(AssertionError):
+    pass
+
+
+def check(ok: bool, message: str) -> None:
+    print(("PASS " if ok else "FAIL ") + message, flush=True)
+    if not ok:
+        raise CheckFailed(message)
 
 
 def transformer_engine_version() -> str | None:
@@ -39,8 +62,8 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def run_mode(overrides: list[str], out: Path) -> dict:
-    """One torchrun job of this file in `--record-to` mode; returns its JSON."""
+def run_mode(overrides: list[str], out: Path) -> list[dict]:
+    """One torchrun job of this file in `--record-to` mode; returns its steps."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "1",
            "--master-port", str(_free_port()), __file__, "--record-to", str(out), *overrides]
     subprocess.run(cmd, cwd=REPO, check=True)
@@ -48,7 +71,7 @@ def run_mode(overrides: list[str], out: Path) -> dict:
 
 
 def record(args: argparse.Namespace) -> None:
-    """Inside torchrun: train with the given overrides, write per-step loss and time."""
+    """Inside torchrun: train with the given overrides, write each step's metrics."""
     from megatron_fleming.train.callbacks.base import Callback, StepMetrics
     from megatron_fleming.train.config import load_config
     from megatron_fleming.train.trainer import run
@@ -58,64 +81,94 @@ def record(args: argparse.Namespace) -> None:
             self.steps: list[dict] = []
 
         def on_step(self, m: StepMetrics) -> None:
-            self.steps.append({"loss": m.loss, "step_time": m.step_time,
-                               "tokens_per_s": m.tokens_per_s, "data_wait": m.data_wait})
+            self.steps.append({"loss": m.loss, "step_time": m.step_time, "consumed": m.consumed,
+                               "tokens_per_s": m.tokens_per_s, "model_tflops": m.model_tflops,
+                               "data_wait": m.data_wait})
 
     recorder = Recorder()
     run(load_config(CONFIG, args.overrides), callbacks=(recorder,))
     Path(args.record_to).write_text(json.dumps(recorder.steps))
 
 
-def compare(args: argparse.Namespace) -> None:
+def compare_losses(bf16: list[float], fp8: list[float], band: float) -> dict:
+    """The FP8 verdict on two runs' per-step losses (pure: the CPU test checks it)."""
+    check(len(bf16) == len(fp8) >= LAST_STEPS,
+          f"both modes trained the same steps ({len(bf16)} bf16, {len(fp8)} FP8, "
+          f">= {LAST_STEPS})")
+    check(all(math.isfinite(x) for x in bf16 + fp8), "all losses finite")
+    ref = statistics.fmean(bf16[-LAST_STEPS:])
+    got = statistics.fmean(fp8[-LAST_STEPS:])
+    relative = abs(got - ref) / ref
+    check(relative <= band, f"FP8 mean loss of the last {LAST_STEPS} steps {got:.4f} vs bf16 "
+                            f"{ref:.4f}: {relative:.2%} <= {band:.0%}")
+    return {"bf16_last_mean": ref, "fp8_last_mean": got, "relative_diff": relative,
+            "band": band}
+
+
+def compare(args: argparse.Namespace) -> int:
     import torch
 
-    if not torch.cuda.is_available():
-        sys.exit("gpu_check_train: no GPU visible")
-    te = transformer_engine_version()
-    print(f"GPU {torch.cuda.get_device_name()}, torch {torch.__version__}, Transformer Engine "
-          f"{te or 'ABSENT'}")
-    if te is None:
-        print("Transformer Engine is not installed: FP8 cannot run here. Running the bf16 part "
-              "only, with megatron's local layers (install the 'gpu' extra for TE and FP8).")
-    common = [f"train.iters={args.steps}", *args.overrides]
-    modes = {"bf16": ["parallel.transformer_impl=" + ("transformer_engine" if te else "local")]}
-    if te:
-        modes["fp8"] = ["parallel.transformer_impl=transformer_engine", "fp8.enabled=true"]
-    results: dict[str, list[dict]] = {}
-    with tempfile.TemporaryDirectory() as scratch:
-        for mode, extra in modes.items():
-            print(f"--- {mode}")
-            run_dir = Path(scratch) / mode
-            results[mode] = run_mode([*common, *extra, f"checkpoint.dir={run_dir}"],
-                                     run_dir.with_suffix(".json"))
-    print(f"\n{'step':>4} | {'bf16 loss':>10} {'bf16 s':>8} | {'fp8 loss':>10} {'fp8 s':>8}")
-    for i in range(args.steps):
-        row = [f"{i + 1:>4}"]
-        for mode in ("bf16", "fp8"):
-            step = results.get(mode, [None] * args.steps)[i]
-            row.append("   not run          " if step is None else
-                       f"{step['loss']:>10.4f} {step['step_time']:>8.3f}")
-        print(" | ".join(row))
-    summary = {"gpu": torch.cuda.get_device_name(), "transformer_engine": te, "steps": results}
-    for mode, steps in results.items():
-        times = [s["step_time"] for s in steps[2:]] or [s["step_time"] for s in steps]
-        summary[f"{mode}_median_step_s"] = statistics.median(times)
-        print(f"{mode}: median step {statistics.median(times):.3f}s after 2 warm-up steps, "
-              f"final loss {steps[-1]['loss']:.4f}")
-    if "fp8" in results:
-        print(f"fp8 / bf16 step time: {summary['fp8_median_step_s'] / summary['bf16_median_step_s']:.3f}")
+    report: dict = {"band": args.band}
+    try:
+        check(torch.cuda.is_available(), "a GPU is visible")
+        te = transformer_engine_version()
+        check(te is not None,
+              f"Transformer Engine installed ({te}); FP8 needs it (the 'gpu' extra)")
+        name = torch.cuda.get_device_name()
+        peak = args.peak_tflops or (989.0 if ("H100" in name or "H200" in name) else None)
+        report.update(gpu=name, transformer_engine=te, peak_tflops=peak)
+        modes = {"bf16": ["parallel.transformer_impl=transformer_engine"],
+                 "fp8": ["parallel.transformer_impl=transformer_engine", "fp8.enabled=true"]}
+        steps: dict[str, list[dict]] = {}
+        with tempfile.TemporaryDirectory() as scratch:
+            for mode, extra in modes.items():
+                print(f"--- {mode}", flush=True)
+                run_dir = Path(scratch) / mode
+                steps[mode] = run_mode([*args.overrides, *extra, f"checkpoint.dir={run_dir}"],
+                                       run_dir.with_suffix(".json"))
+        report["steps"] = steps
+        print(f"\n{'step':>4} | {'bf16 loss':>9} {'tok/s':>8} {'MFU':>6} | "
+              f"{'fp8 loss':>9} {'tok/s':>8} {'MFU':>6}")
+        for i in range(max(len(s) for s in steps.values())):
+            row = [f"{i + 1:>4}"]
+            for mode in ("bf16", "fp8"):
+                s = steps[mode][i] if i < len(steps[mode]) else None
+                mfu = "n/a" if s is None or peak is None else f"{s['model_tflops'] / peak:.1%}"
+                row.append("    missing" if s is None else
+                           f"{s['loss']:>9.4f} {s['tokens_per_s']:>8.0f} {mfu:>6}")
+            print(" | ".join(row))
+        for mode, s in steps.items():
+            warm = s[2:] or s
+            tokens_per_s = statistics.median(x["tokens_per_s"] for x in warm)
+            report[f"{mode}_median_tokens_per_s"] = tokens_per_s
+            tflops = statistics.median(x["model_tflops"] for x in warm)
+            report[f"{mode}_median_model_tflops"] = tflops
+            report[f"{mode}_mfu"] = tflops / peak if peak else None
+            print(f"{mode}: median tokens/s {tokens_per_s:.0f}, model "
+                  f"TFLOP/s {tflops:.1f}, MFU {'n/a' if not peak else f'{tflops / peak:.1%}'}")
+        report["fp8_vs_bf16"] = compare_losses([s["loss"] for s in steps["bf16"]],
+                                               [s["loss"] for s in steps["fp8"]], args.band)
+        report["passed"] = True
+    except CheckFailed as e:
+        report.update(passed=False, failed=str(e))
     if os.environ.get("OUT"):
-        Path(os.environ["OUT"], "gpu_check_train.json").write_text(json.dumps(summary, indent=2))
+        Path(os.environ["OUT"], "gpu_check_train.json").write_text(json.dumps(report, indent=2))
+    return 0 if report["passed"] else 1
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--band", type=float, default=FP8_BAND,
+                        help="allowed relative difference of FP8's final loss from bf16's")
+    parser.add_argument("--peak-tflops", type=float, default=None)
     parser.add_argument("--record-to", help="(internal) train one mode inside torchrun, write here")
     parser.add_argument("overrides", nargs="*", help="config overrides for both modes")
     args = parser.parse_args()
-    (record if args.record_to else compare)(args)
+    if args.record_to:
+        record(args)
+        return 0
+    return compare(args)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -60,6 +60,16 @@ def stage_builds(tmp_path_factory):
             for name in ("stage1", "stage2", "stage3", "grpo")}
 
 
+@pytest.fixture(scope="session")
+def all_build(tmp_path_factory):
+    """One offline build of the `all` recipe from the bundled samples, shared by read-only tests."""
+    from datakit.build import build
+    from datakit.recipe import load_recipe
+
+    out = tmp_path_factory.mktemp("all") / "all"
+    return build(load_recipe("all"), SAMPLE_SOURCES, out)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _empty_decontam_registry(tmp_path_factory):
     """Builds in tests check against an empty benchmark registry unless a test registers one,

@@ -14,10 +14,12 @@ record lacks is skipped; a text that is present but fails cleaning or the qualit
 (``caption_filters``) rejects the whole record with the filter's reason code, naming the record's
 file and where the text came from (``facts["text_origin"]``), so the manifest counts every drop.
 
-Languages. The sources' captions are English; a Chinese sample needs a translated answer, which
-the LLM translation step will provide as ``facts["translations"][lang][text]``. Until then a
-language other than English yields a sample only where such a translation exists. Option
-``langs`` (default ``[en]``) names the languages to emit; each must be one the recipe builds.
+Languages. The sources' captions are English; a Chinese sample's answer is the caption translated
+by the LLM (this converter's ``requests``: one ``translate_zh`` request per record holding its
+texts), under a question from the Chinese pool. Offline, or when the translation fails its
+checks, the Chinese samples are ``Missing`` (``skipped_llm`` / ``rejected``), counted in the
+manifest. Option ``langs`` (default ``[en]``) names the languages to emit; each must be one the
+recipe builds.
 
 Other options: the ``CaptionPolicy`` bounds (``min_words``, ``max_words``, ``min_letter_fraction``,
 ``boilerplate``). Question phrasings come from ``templates/captions.yaml`` (at least
@@ -30,10 +32,12 @@ from dataclasses import fields
 from functools import lru_cache
 from typing import Any
 
-from datakit.converters.base import ConvertContext, check_context
+from datakit.converters.base import ConvertContext, Missing, check_context
 from datakit.converters.caption_filters import CaptionPolicy, check_caption
 from datakit.converters.templates import RenderedQA, TemplateError, template_bank, to_sample
 from datakit.errors import Rejected
+from datakit.llm.replies import foreign_langs, translated, translation_requests
+from datakit.llm.request import ChatRequest
 from datakit.record import LoadedRecord
 from datakit.registry import converter
 from datakit.sample import Sample
@@ -90,15 +94,15 @@ def _applies(task: str, words: int, brief_max_words: int) -> bool:
     return True
 
 
-@converter(NAME, tasks=TASKS)
-def captions(loaded: LoadedRecord, ctx: ConvertContext) -> list[Sample]:
+def _cleaned(loaded: LoadedRecord, ctx: ConvertContext) -> tuple[list[tuple[str, str]], dict[str, str], tuple[str, ...]]:
+    """(task, text kind) pairs this record answers, the cleaned text of each kind, and the
+    step's languages. A text that fails cleaning or the filters rejects the record."""
     policy, langs, text_for, brief_max_words = _settings(ctx)
     record = loaded.record
     texts: dict[str, Any] = loaded.facts.get("texts") or {}
     origin: dict[str, str] = loaded.facts.get("text_origin") or {}
-    translations: dict[str, dict[str, str]] = loaded.facts.get("translations") or {}
     cleaned: dict[str, str] = {}
-    samples: list[Sample] = []
+    planned: list[tuple[str, str]] = []
     for task in ctx.tasks:
         kind = text_for[task]
         if kind not in texts:
@@ -110,12 +114,39 @@ def captions(loaded: LoadedRecord, ctx: ConvertContext) -> list[Sample]:
                 shown = texts[kind][:80] if isinstance(texts[kind], str) else texts[kind]
                 raise Rejected(reason, record.primary_file, f"{kind} text{where}: {shown!r}")
             cleaned[kind] = text
-        if not _applies(task, len(cleaned[kind].split()), brief_max_words):
-            continue
+        if _applies(task, len(cleaned[kind].split()), brief_max_words):
+            planned.append((task, kind))
+    return planned, cleaned, langs
+
+
+def _kinds(planned: list[tuple[str, str]]) -> list[str]:
+    return sorted({kind for _, kind in planned})
+
+
+def requests(loaded: LoadedRecord, ctx: ConvertContext) -> dict[str, ChatRequest]:
+    planned, cleaned, langs = _cleaned(loaded, ctx)
+    if not foreign_langs(langs):
+        return {}
+    return translation_requests("zh", [cleaned[k] for k in _kinds(planned)])
+
+
+@converter(NAME, tasks=TASKS, requests=requests)
+def captions(loaded: LoadedRecord, ctx: ConvertContext) -> list[Sample | Missing]:
+    planned, cleaned, langs = _cleaned(loaded, ctx)
+    record = loaded.record
+    origin: dict[str, str] = loaded.facts.get("text_origin") or {}
+    kinds = _kinds(planned)
+    zh = translated(ctx, "zh", [cleaned[k] for k in kinds]) if foreign_langs(langs) and kinds else None
+    out: list[Sample | Missing] = []
+    for task, kind in planned:
         for lang in langs:
-            answer = cleaned[kind] if lang == SOURCE_LANG else (translations.get(lang) or {}).get(kind)
-            if not answer or not answer.strip():
-                continue  # no translation of this text into `lang` yet
+            if lang == SOURCE_LANG:
+                answer = cleaned[kind]
+            elif zh is not None and zh.ok:
+                answer = zh.parsed[kinds.index(kind)]
+            else:
+                out.append(zh.missing(task, lang))  # type: ignore[union-attr]
+                continue
             question = _checked_bank().pick(task, "question", lang, rng_for(ctx.seed, record.uid, task, lang))
             qa = RenderedQA(question=question.text, reply=answer.strip(), answer=answer.strip(),
                             question_id=question.template_id)
@@ -124,29 +155,7 @@ def captions(loaded: LoadedRecord, ctx: ConvertContext) -> list[Sample]:
             sample.provenance["text"] = kind
             if kind in origin:
                 sample.provenance["text_origin"] = origin[kind]
-            samples.append(sample)
-    return samples
-
-
-def translation_needs(loaded: LoadedRecord, ctx: ConvertContext) -> tuple[dict[str, str], list[tuple[str, str]]]:
-    """What the non-English samples of this record need from the LLM translation step: the
-    cleaned texts by kind, and the (task, lang) samples they would give (counted as
-    ``skipped_llm`` when no translation comes back). Empty when the step emits English only."""
-    policy, langs, text_for, brief_max_words = _settings(ctx)
-    foreign = [lang for lang in langs if lang != SOURCE_LANG]
-    texts: dict[str, Any] = loaded.facts.get("texts") or {}
-    need: dict[str, str] = {}
-    planned: list[tuple[str, str]] = []
-    if not foreign:
-        return need, planned
-    for task in ctx.tasks:
-        kind = text_for[task]
-        if kind not in texts:
-            continue
-        text, reason = check_caption(texts[kind], policy)
-        if reason or not _applies(task, len(text.split()), brief_max_words):
-            continue
-        need[kind] = text
-        planned.extend((task, lang) for lang in foreign)
-    return need, planned
-
+            if lang != SOURCE_LANG:
+                sample.provenance["llm_translation_cache_key"] = zh.cache_key  # type: ignore[union-attr]
+            out.append(sample)
+    return out

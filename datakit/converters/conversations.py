@@ -3,9 +3,13 @@
 The readers of PubMedVision, LLaVA-Med, Quilt-LLaVA, VQA-Med-2019, MIMIC-CXR-VQA and
 OpenMedReason have already checked each conversation (``sources.dialogues``) and put it in
 ``facts["dialogues"]`` with its task, question type, answer and options. This converter writes
-one sample per dialogue whose task the recipe step asks for (``caption``, ``instruction``,
-``vqa``, ``cot``) and whose language is among the recipe's: no template, no rewording, multi-turn
-kept. The record is the group of all its samples (one image, one dedup and split unit).
+one QA item per dialogue whose task the recipe step asks for (``caption``, ``instruction``,
+``vqa``, ``cot``) and whose language is among the recipe's: no template, no rewording. A
+dialogue of several turns stays one item, and one shard sample of the ``fleming-vqa/2`` schema
+with a ``turns`` entry per human/gpt pair, in the release's order (``sample.conversation_doc``);
+single-turn dialogues of one image (VQA-Med-2019, MIMIC-CXR-VQA questions) are joined into one
+conversation like template QA. The record is the group of all its samples (one image, one
+dedup and split unit).
 
 Provenance: the source file and its sha256 (as every converter), the row of the release the
 conversation came from, and the fields the reader kept (PubMedVision's modality, a VQA-Med
@@ -17,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from datakit.converters.base import ConvertContext, check_context
+from datakit.converters.templates import sample_modality
 from datakit.record import LoadedRecord
 from datakit.registry import converter
 from datakit.sample import Sample, sample_key
@@ -44,7 +49,7 @@ def conversations(loaded: LoadedRecord, ctx: ConvertContext) -> list[Sample]:
         samples.append(Sample(
             key=sample_key(record.source, record.record_id, d["task"], d["lang"], number),
             source=record.source,
-            modality=record.modality,
+            modality=sample_modality(loaded),
             task=d["task"],
             lang=d["lang"],
             group=record.uid,

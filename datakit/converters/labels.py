@@ -11,7 +11,7 @@ multiple choice. Records without a label yield nothing.
 from __future__ import annotations
 
 from datakit.converters.base import ConvertContext, check_context
-from datakit.converters.templates import RenderedQA, fill, template_bank, to_sample, vocabulary
+from datakit.converters.templates import RenderedQA, fill, image_words, template_bank, to_sample, vocabulary
 from datakit.errors import Rejected
 from datakit.record import LoadedRecord
 from datakit.registry import converter
@@ -85,10 +85,7 @@ def labels(loaded: LoadedRecord, ctx: ConvertContext) -> list[Sample]:
             continue
         choices = mcq_choices(label, label_set, ctx.seed, record.uid) if task == "diagnosis_mcq" else []
         for lang in ctx.langs:
-            words = {
-                "modality": vocab.term("modalities", record.modality, lang),
-                "body_part": vocab.term("body_parts", loaded.facts.get("body_part"), lang),
-            }
+            words = image_words(loaded, lang)
             qa = _mcq_qa(loaded, ctx, lang, words, choices) if choices else _open_qa(loaded, ctx, lang, words)
             samples.append(to_sample(loaded, converter=NAME, task=task, lang=lang,
                                      question_type=QUESTION_TYPES[task], qa=qa))

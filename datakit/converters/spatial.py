@@ -26,6 +26,7 @@ from datakit.converters.templates import (
     Phrasing,
     RenderedQA,
     fill,
+    image_words,
     template_bank,
     to_sample,
     vocabulary,
@@ -93,6 +94,26 @@ class _Phrasebook:
             return self.vocab.phrase("location_item_box", self.lang, region=region, box=format_box(c.box))
         return self.vocab.phrase("location_item", self.lang, region=region)
 
+    def regions(self, comps: tuple[Component, ...], with_box: bool = False) -> str:
+        """Each region named once, in order of its largest lesion: several lesions in one region
+        read "the upper-left part of the image (2 lesions)", never the region twice."""
+        by_region: dict[str, list[Component]] = {}
+        for c in comps:
+            by_region.setdefault(c.region, []).append(c)
+        items = []
+        for group in by_region.values():
+            if len(group) == 1:
+                items.append(self.region(group[0], with_box))
+                continue
+            region = self.vocab.term("regions", group[0].region, self.lang)
+            fields_ = {"region": region, "count": str(len(group))}
+            if with_box:
+                boxes = self.vocab.join([format_box(c.box) for c in group], self.lang)
+                items.append(self.vocab.phrase("location_group_box", self.lang, boxes=boxes, **fields_))
+            else:
+                items.append(self.vocab.phrase("location_group", self.lang, **fields_))
+        return self.vocab.join(items, self.lang)
+
     def yes_no(self, yes: bool) -> str:
         return self.vocab.term("yes_no", "affirmative" if yes else "negative", self.lang)
 
@@ -114,8 +135,7 @@ def _lesion_qa(book: _Phrasebook, facts: MaskFacts, location_box: bool) -> Rende
         if count == 1:
             reply, pid = book.answer("answer_one", region=book.region(comps[0], location_box))
         else:
-            items = vocab.join([book.region(c, location_box) for c in comps], lang)
-            reply, pid = book.answer("answer_many", count=str(count), items=items)
+            reply, pid = book.answer("answer_many", count=str(count), items=book.regions(comps, location_box))
         return book.qa(reply, pid, side_note=_has_side(comps))
     if count == 0:
         return None  # lesion_bbox / lesion_size: nothing to measure on a normal image
@@ -188,11 +208,7 @@ def spatial(loaded: LoadedRecord, ctx: ConvertContext) -> list[Sample]:
     samples: list[Sample] = []
 
     def common(lang: str, **extra: str) -> dict[str, str]:
-        return {
-            "modality": vocab.term("modalities", record.modality, lang),
-            "body_part": vocab.term("body_parts", loaded.facts.get("body_part"), lang),
-            **extra,
-        }
+        return {**image_words(loaded, lang), **extra}
 
     lesion_key = loaded.facts.get("lesion_mask")
     lesion_tasks = [t for t in ctx.tasks if t in LESION_TASKS]

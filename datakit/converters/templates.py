@@ -197,12 +197,39 @@ class Vocabulary:
     def phrase(self, key: str, lang: str, **fields: Any) -> str:
         return fill(Phrasing(self.term("phrases", key, lang), f"phrases.{key}/{lang}"), fields)
 
-    def join(self, items: list[str], lang: str) -> str:
-        """``a``, ``a and b``, ``a, b and c`` in the language's own punctuation."""
+    def join(self, items: list[str], lang: str, last: str = "last") -> str:
+        """``a``, ``a and b``, ``a, b and c`` in the language's own punctuation (``last="or"``:
+        ``a, b or c``)."""
         if len(items) <= 1:
             return "".join(items)
-        sep, last = self.term("lists", "separator", lang), self.term("lists", "last", lang)
+        sep, last = self.term("lists", "separator", lang), self.term("lists", last, lang)
         return sep.join(items[:-1]) + last + items[-1]
+
+
+def image_words(loaded: LoadedRecord, lang: str) -> dict[str, str]:
+    """The ``{modality}`` and ``{body_part}`` fields of a record's questions in ``lang``.
+
+    Where the body part and the modality are the same word in a language (Chinese 眼底 for
+    both the retina and fundus photography), the body part is left empty, so a question reads
+    这张眼底图像, never 这张眼底眼底图像.
+    """
+    vocab = vocabulary()
+    modality = vocab.term("modalities", sample_modality(loaded), lang)
+    body_part = vocab.term("body_parts", loaded.facts.get("body_part"), lang)
+    return {"modality": modality, "body_part": "" if body_part == modality else body_part}
+
+
+# Reader terms outside the vocabulary, as two stage-corpora readers still name their records
+# (MIMIC-CXR-VQA, OpenMedReason), and the vocabulary's word for each.
+_READER_TERMS = {"xray": "x-ray", "biomedical": "mixed"}
+
+
+def sample_modality(loaded: LoadedRecord) -> str:
+    """The imaging modality a sample states (one vocabulary, ``sample.MODALITIES``): a volume
+    reader's records are stored as slice sequences but their modality is the imaging
+    (``facts["imaging"]``: ct, mri); every other record's is its reader's."""
+    modality = str(loaded.facts.get("imaging") or loaded.record.modality)
+    return _READER_TERMS.get(modality, modality)
 
 
 @lru_cache(maxsize=None)
@@ -253,7 +280,7 @@ def to_sample(loaded: LoadedRecord, *, converter: str, task: str, lang: str, que
     return Sample(
         key=sample_key(record.source, record.record_id, key_task or task, lang),
         source=record.source,
-        modality=record.modality,
+        modality=sample_modality(loaded),
         task=task,
         lang=lang,
         group=record.uid,

@@ -13,13 +13,12 @@ emitted only when the reader supplied what it needs:
 * ``label_mcq`` / ``label_open`` (``facts["label"]``, NIfTI label sidecars): the folder's label
   with up to three distractors from its other labels.
 
-Languages. Reports, M3D-VQA questions and answers, and sidecar labels exist only in English,
-so those tasks emit English only (``FREE_TEXT_LANGS``), whatever the recipe's ``langs``; their
-Chinese twins are the LLM translation step's job (``datakit.llm``, task ``translate_zh``), which
-can reuse the Chinese lead-ins of ``templates/volume.yaml``. The plane tasks are written
-entirely from hand-translated templates and follow the recipe's ``langs``. The one option,
-``langs``, narrows a step's languages and states the choice in the recipe; asking a free-text
-task for Chinese is an error.
+Languages. Reports, M3D-VQA questions and answers, and sidecar labels exist only in English;
+their Chinese twins state the texts translated by the LLM (this converter's ``requests``: one
+``translate_zh`` request per record with every text its Chinese samples need) under the Chinese
+lead-ins of ``templates/volume.yaml``. Offline, they are ``Missing`` (``skipped_llm``). The plane
+tasks are written entirely from hand-translated templates. The one option, ``langs``, narrows a
+step's languages (default: the recipe's).
 
 Every sample of a record has the record as its group (one volume, one split, one dedup unit)
 and carries the reader's ``facts["provenance"]`` (slice indices, depth) in its provenance, plus
@@ -30,9 +29,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from datakit.converters.base import ConvertContext, check_context
+from datakit.converters.base import ConvertContext, Missing, check_context
 from datakit.converters.labels import mcq_choices
 from datakit.converters.templates import RenderedQA, fill, template_bank, to_sample, vocabulary
+from datakit.llm.replies import SOURCE_LANG, foreign_langs, translated, translation_requests
+from datakit.llm.request import ChatRequest
 from datakit.record import LoadedRecord
 from datakit.registry import converter
 from datakit.sample import Sample
@@ -47,7 +48,6 @@ QUESTION_TYPES = {
 TASKS = tuple(QUESTION_TYPES)
 NEEDS = {"report": "report", "vqa_mcq": "vqa", "vqa_open": "vqa", "plane_mcq": "plane", "plane_open": "plane",
          "label_mcq": "label", "label_open": "label"}
-FREE_TEXT_LANGS = ("en",)
 TEMPLATE_TASKS = frozenset({"plane_mcq", "plane_open"})
 PLANES = ("axial", "coronal", "sagittal")  # the order of templates/volume.yaml plane_mcq.options
 LETTERS = "ABCD"
@@ -65,21 +65,42 @@ def _open(question: str, reply: str, qid: str, aid: str | None = None) -> Render
     return RenderedQA(question=question, reply=reply, answer=reply, question_id=qid, answer_id=aid)
 
 
-def render(task: str, loaded: LoadedRecord, ctx: ConvertContext, lang: str, number: int = 0) -> RenderedQA:
-    """One task's question and answer in ``lang``; ``number`` picks the M3D-VQA question."""
+def free_texts(task: str, loaded: LoadedRecord, ctx: ConvertContext, number: int = 0) -> list[str]:
+    """The English source texts a task's sample states (none for the templated plane tasks):
+    what a Chinese twin needs translated."""
+    facts = loaded.facts
+    if task == "report":
+        return [facts["report"]]
+    if task == "vqa_mcq":
+        return [facts["vqa"][number]["question"], *facts["vqa"][number]["options"]]
+    if task == "vqa_open":
+        return [facts["vqa"][number]["question"], facts["vqa"][number]["answer"]]
+    if task == "label_mcq":
+        return mcq_choices(facts["label"], tuple(facts.get("label_set") or (facts["label"],)), ctx.seed,
+                           loaded.record.uid)
+    if task == "label_open":
+        return [facts["label"]]
+    return []
+
+
+def render(task: str, loaded: LoadedRecord, ctx: ConvertContext, lang: str, number: int = 0,
+           tr: dict[str, str] | None = None) -> RenderedQA:
+    """One task's question and answer in ``lang``; ``number`` picks the M3D-VQA question; ``tr``
+    maps the English source texts (``free_texts``) to their translation in ``lang``."""
+    t = tr.__getitem__ if tr is not None else (lambda s: s)
     bank, facts, uid = template_bank(TEMPLATES), loaded.facts, loaded.record.uid
     rng = rng_for(ctx.seed, uid, task, number, lang)
     words = {"imaging": vocabulary().term("modalities", facts.get("imaging", "ct"), lang)}
     phrasing = bank.pick(task, "question", lang, rng)
     qid = phrasing.template_id
     if task == "report":
-        return _open(fill(phrasing, words), facts["report"], qid)
+        return _open(fill(phrasing, words), t(facts["report"]), qid)
     if task.startswith("vqa_"):
         vqa = facts["vqa"][number]
-        question = fill(phrasing, {**words, "question": vqa["question"]})
+        question = fill(phrasing, {**words, "question": t(vqa["question"])})
         if task == "vqa_mcq":
-            return _mcq(question, list(vqa["options"]), vqa["answer_index"], lang, qid)
-        return _open(question, vqa["answer"], qid)
+            return _mcq(question, [t(o) for o in vqa["options"]], vqa["answer_index"], lang, qid)
+        return _open(question, t(vqa["answer"]), qid)
     if task.startswith("plane_"):
         names = bank.pool("plane_mcq", "options", lang)  # axial, coronal, sagittal in this language
         if task == "plane_mcq":
@@ -93,23 +114,45 @@ def render(task: str, loaded: LoadedRecord, ctx: ConvertContext, lang: str, numb
     label = facts["label"]
     if task == "label_mcq":
         choices = mcq_choices(label, tuple(facts.get("label_set") or (label,)), ctx.seed, uid)
-        return _mcq(fill(phrasing, words), choices, choices.index(label), lang, qid)
+        return _mcq(fill(phrasing, words), [t(c) for c in choices], choices.index(label), lang, qid)
     answer = bank.pick(task, "answer", lang, rng)
-    return _open(fill(phrasing, words), fill(answer, {"label": label}), qid, answer.template_id)
+    return _open(fill(phrasing, words), fill(answer, {"label": t(label)}), qid, answer.template_id)
 
 
-def step_langs(task: str, ctx: ConvertContext, free_text_langs: tuple[str, ...] = FREE_TEXT_LANGS,
-               templated: frozenset[str] = TEMPLATE_TASKS) -> tuple[str, ...]:
+def step_langs(task: str, ctx: ConvertContext) -> tuple[str, ...]:
     """The languages a step emits ``task`` in: the recipe's, narrowed by the step's ``langs``
-    option, and English only where the answer is English free text."""
+    option (a language the recipe does not build is an error)."""
     asked = tuple(ctx.options.get("langs", ctx.langs))
-    if task not in templated:
-        untranslated = [lang for lang in asked if lang not in free_text_langs]
-        if "langs" in ctx.options and untranslated:
-            raise ValueError(f"task {task!r} has free-text answers only in {list(free_text_langs)}, asked for "
-                             f"{untranslated}: Chinese twins come from the LLM translation step (datakit.llm)")
-        asked = tuple(lang for lang in asked if lang in free_text_langs)
+    unknown = [lang for lang in asked if lang not in ctx.langs]
+    if unknown:
+        raise ValueError(f"task {task!r}: options.langs {list(asked)} must be a subset of the recipe's langs "
+                         f"{list(ctx.langs)}")
     return tuple(lang for lang in ctx.langs if lang in asked)
+
+
+def _planned(loaded: LoadedRecord, ctx: ConvertContext) -> list[tuple[str, int, dict | None, tuple[str, ...]]]:
+    """(task, question number, M3D-VQA row, languages) of every sample this record plans."""
+    out = []
+    for task in ctx.tasks:
+        if not _applies(task, loaded.facts):
+            continue
+        questions = loaded.facts["vqa"] if NEEDS[task] == "vqa" else [None]
+        out += [(task, number, question, step_langs(task, ctx)) for number, question in enumerate(questions)]
+    return out
+
+
+def _to_translate(loaded: LoadedRecord, ctx: ConvertContext) -> list[str]:
+    """The record's English texts its Chinese free-text samples need, each once, in order."""
+    texts: dict[str, None] = {}
+    for task, number, _, langs in _planned(loaded, ctx):
+        if task not in TEMPLATE_TASKS and foreign_langs(langs):
+            texts.update(dict.fromkeys(free_texts(task, loaded, ctx, number)))
+    return list(texts)
+
+
+def requests(loaded: LoadedRecord, ctx: ConvertContext) -> dict[str, ChatRequest]:
+    check_context(NAME, ctx, QUESTION_TYPES, ("langs",))
+    return translation_requests("zh", _to_translate(loaded, ctx))
 
 
 def _applies(task: str, facts: dict) -> bool:
@@ -121,21 +164,24 @@ def _applies(task: str, facts: dict) -> bool:
     return bool(need)
 
 
-@converter(NAME, tasks=TASKS)
-def volume_vqa(loaded: LoadedRecord, ctx: ConvertContext) -> list[Sample]:
+@converter(NAME, tasks=TASKS, requests=requests)
+def volume_vqa(loaded: LoadedRecord, ctx: ConvertContext) -> list[Sample | Missing]:
     check_context(NAME, ctx, QUESTION_TYPES, ("langs",))
-    facts = loaded.facts
-    extra = dict(facts.get("provenance") or {})
-    samples: list[Sample] = []
-    for task in ctx.tasks:
-        if not _applies(task, facts):
-            continue
-        questions = facts["vqa"] if NEEDS[task] == "vqa" else [None]
-        for number, question in enumerate(questions):
-            row = {"row": question["row"], "m3d_question_type": question["question_type"]} if question else {}
-            for lang in step_langs(task, ctx):
-                sample = to_sample(loaded, converter=NAME, task=task, lang=lang, question_type=QUESTION_TYPES[task],
-                                   qa=render(task, loaded, ctx, lang, number),
-                                   key_task=f"{task}_{number + 1}" if question else None)
-                samples.append(dataclasses.replace(sample, provenance={**sample.provenance, **extra, **row}))
-    return samples
+    extra = dict(loaded.facts.get("provenance") or {})
+    texts = _to_translate(loaded, ctx)
+    zh = translated(ctx, "zh", texts) if texts else None
+    tr = dict(zip(texts, zh.parsed)) if zh is not None and zh.ok else None
+    out: list[Sample | Missing] = []
+    for task, number, question, langs in _planned(loaded, ctx):
+        row = {"row": question["row"], "m3d_question_type": question["question_type"]} if question else {}
+        key_task = f"{task}_{number + 1}" if question else None
+        for lang in langs:
+            free = task not in TEMPLATE_TASKS and lang != SOURCE_LANG
+            if free and tr is None:
+                out.append(zh.missing(task, lang, slot=key_task or ""))  # type: ignore[union-attr]
+                continue
+            sample = to_sample(loaded, converter=NAME, task=task, lang=lang, question_type=QUESTION_TYPES[task],
+                               qa=render(task, loaded, ctx, lang, number, tr if free else None), key_task=key_task)
+            keys = {"llm_translation_cache_key": zh.cache_key} if free else {}  # type: ignore[union-attr]
+            out.append(dataclasses.replace(sample, provenance={**sample.provenance, **extra, **row, **keys}))
+    return out

@@ -29,7 +29,8 @@ from datakit.dedup.benchmarks import ScanPlan, plan_scan, scan
 from datakit.dedup.config import DedupConfig
 from datakit.dedup.image_hash import SIGNATURE_VERSION, ImageSignature
 from datakit.dedup.image_index import NearImageConfig, SignatureTable, near_pairs
-from datakit.dedup.stages import DedupStage, Unit, record_images
+from datakit.dedup.image_stages import record_images
+from datakit.dedup.stages import DedupStage, Unit
 from datakit.dedup.summary import DropRow
 
 ENV_DIR = "DATAKIT_DECONTAM_DIR"

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import combinations
 from math import comb
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -25,10 +25,13 @@ _DENSE_BITS = 22  # bands up to this wide get a dense bucket table (2^22 x 8 byt
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NearImageConfig:
-    """Hamming thresholds: ``coarse`` of 64 bits (search), ``fine`` of 144 bits (verification)."""
+    """Hamming thresholds: ``coarse`` of 64 bits (search), ``fine`` of 144 bits (verification);
+    and ``min_similarity``, the pixel check a pair must pass before dedup drops one of them
+    (``pixel_check.similarity``; decontamination matches on the hashes alone)."""
 
     coarse: int = 8
     fine: int = 16
+    min_similarity: float = 0.95
 
     def __post_init__(self) -> None:
         if not 0 <= self.coarse < 32 or not 0 <= self.fine < 72:
@@ -36,6 +39,19 @@ class NearImageConfig:
                 f"near-image thresholds coarse={self.coarse} fine={self.fine} out of range: "
                 "use 0 <= coarse < 32 (of 64 bits) and 0 <= fine < 72 (of 144 bits)"
             )
+        if not 0.0 < self.min_similarity <= 1.0:
+            raise ValueError(f"near-image min_similarity={self.min_similarity} must be in (0, 1]")
+
+    def stricter(self, other: "NearImageConfig") -> "NearImageConfig":
+        """The thresholds a pair of two modalities must meet: the tighter of each."""
+        return NearImageConfig(coarse=min(self.coarse, other.coarse), fine=min(self.fine, other.fine),
+                               min_similarity=max(self.min_similarity, other.min_similarity))
+
+    def widest(self, others: "Iterable[NearImageConfig]") -> "NearImageConfig":
+        """The search radius that finds every pair any of these thresholds accepts."""
+        configs = [self, *others]
+        return NearImageConfig(coarse=max(c.coarse for c in configs), fine=max(c.fine for c in configs),
+                               min_similarity=min(c.min_similarity for c in configs))
 
 
 @dataclass(frozen=True, slots=True)

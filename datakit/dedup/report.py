@@ -33,6 +33,14 @@ def _examples(rows: Sequence[DropRow]) -> list[dict[str, Any]]:
     ]
 
 
+def precision(st: StageStats) -> float | None:
+    """Of the pairs the hashes proposed, the share the pixel check confirmed (None when the
+    check did not run or there was nothing to check): the hash stage's precision, measured
+    on this build's own images."""
+    checked = st.checks.get("pixel_confirmed", 0) + st.checks.get("pixel_rejected", 0)
+    return round(st.checks["pixel_confirmed"] / checked, 6) if checked else None
+
+
 def build_report(result: DedupResult, registry: Registry | None = None) -> dict[str, Any]:
     rows_by_stage: dict[str, list[DropRow]] = {}
     for r in result.drops:
@@ -40,8 +48,12 @@ def build_report(result: DedupResult, registry: Registry | None = None) -> dict[
     stages = []
     for st in result.stats:
         rows = rows_by_stage.get(st.stage, [])
-        stages.append({**st.to_dict(), "examples": _examples(rows)})
-    report: dict[str, Any] = {"stages": stages}
+        entry = {**st.to_dict(), "examples": _examples(rows)}
+        if st.checks:
+            entry["hash_precision"] = precision(st)
+        stages.append(entry)
+    report: dict[str, Any] = {"stages": stages,
+                              "near_duplicate_label_conflict": [c.to_dict() for c in result.conflicts]}
     if registry is not None or any(r.status == "contaminated" for r in result.drops):
         report["contamination"] = contamination_report(result.drops, registry)
     return report
@@ -52,8 +64,16 @@ def plot_distances(stats: Sequence[StageStats], path: Path) -> None:
     from matplotlib.figure import Figure  # no pyplot: no global backend, no GUI, Agg on save
 
     shown = [s for s in stats if s.stage != "exact_image"]
-    fig = Figure(figsize=(4.0 * max(1, len(shown)), 3.2), dpi=100)
-    axes = fig.subplots(1, max(1, len(shown)), squeeze=False)[0]
+    checked = [s for s in stats if s.similarities]
+    n = max(1, len(shown) + len(checked))
+    fig = Figure(figsize=(4.0 * n, 3.2), dpi=100)
+    axes = fig.subplots(1, n, squeeze=False)[0]
+    for ax, st in zip(axes[len(shown):], checked):
+        ax.hist(st.similarities, bins=20, range=(min(0.5, min(st.similarities)), 1.0), color="#aa7744")
+        ax.set_title(f"{st.stage} pixel check: {st.checks.get('pixel_confirmed', 0)} of "
+                     f"{len(st.similarities)} confirmed", fontsize=9)
+        ax.set_xlabel("pixel similarity of hash candidates", fontsize=8)
+        ax.set_ylabel("pairs", fontsize=8)
     for ax, st in zip(axes, shown):
         if st.distances:
             ax.hist(st.distances, bins=min(32, max(4, len(set(st.distances)))), color="#4477aa")
@@ -86,6 +106,15 @@ def format_report(report: dict[str, Any]) -> list[str]:
         skipped = ", ".join(f"{k} {v}" for k, v in st["skipped"].items())
         lines.append(f"{st['stage']:<12} in {st['inputs']:>8}  kept {st['kept']:>8}  dropped {st['dropped']:>7}"
                      f"  clusters {st['clusters']:>6}" + (f"  (not judged: {skipped})" if skipped else ""))
+        if st.get("checks"):
+            checks = ", ".join(f"{k} {v}" for k, v in st["checks"].items())
+            prec = st.get("hash_precision")
+            lines.append(f"{'':<12} {checks}" + (f"; hash precision {prec:.3f}" if prec is not None else ""))
+    conflicts = report.get("near_duplicate_label_conflict", [])
+    if conflicts:
+        kept = sum(c["action"] == "kept_both" for c in conflicts)
+        lines.append(f"label conflicts: {len(conflicts)} near-identical pairs with different labels "
+                     f"({kept} kept both, {len(conflicts) - kept} dropped both)")
     for bench, c in report.get("contamination", {}).items():
         lines.append(f"contaminated by {bench}: {c['samples']} samples, {c['matched_files']} benchmark files")
     return lines

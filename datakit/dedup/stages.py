@@ -4,33 +4,42 @@ Input is one ``SampleSummary`` per converted sample plus the ``ImageSignature`` 
 image (keyed by the sha256 of its stored bytes, computed once in the conversion worker). Each
 stage is a small class whose ``run`` returns one ``DropRow`` per dropped sample and counts what
 it kept and dropped (datatrove style); ``deduplicate`` chains them, each on the survivors of the
-one before: decontamination, exact image, near image, near text.
+one before: decontamination, exact image, near image (the image stages: ``image_stages``), near text.
 
 Units: the image stages decide per *record* (all samples made from one source record share its
 images, and a duplicate record goes with all its tasks and languages); the text stage decides per
 *group* (the EN and ZH twins of one sample). Either way twins are kept or dropped together.
 Units are ranked by (source priority, id) before anything else happens, so the result never
 depends on input order.
+
+Labels first: two records whose images match (exactly or nearly) but whose labels, grades or
+closed answers differ are not duplicates. The image stages list every such pair as a
+``LabelConflict`` and keep both (or, with ``label_conflicts: drop_both``, drop both as
+``label_conflict``); only records that agree are merged. A near-image candidate found by the
+hashes is dropped only after the pixel check (``pixel_check``) confirms it, with the thresholds
+of its modality.
 """
 
 from __future__ import annotations
 
 import abc
 import gc
-import hashlib
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import ClassVar, Iterable, Mapping, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Callable, ClassVar, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from datakit.dedup.clusters import Decision, exact_groups, keep_first
+from datakit.dedup.clusters import Decision, keep_first
 from datakit.dedup.config import DedupConfig, NearTextConfig
 from datakit.dedup.image_hash import ImageSignature
-from datakit.dedup.image_index import NearImageConfig, SignatureTable, near_pairs, pair_distances
-from datakit.dedup.summary import DropRow, SampleSummary, StageStats
+from datakit.dedup.label_conflicts import disagreement
+from datakit.dedup.summary import DropRow, LabelConflict, SampleSummary, StageStats
 from datakit.dedup.text_minhash import MinHasher, near_duplicate_pairs
+
+if TYPE_CHECKING:
+    from datakit.dedup.pixel_check import MediumPixels
 
 
 class Unit(NamedTuple):
@@ -98,97 +107,59 @@ class DedupStage(abc.ABC):
 
 
 class DuplicateStage(DedupStage):
-    """A stage that drops units duplicating a better-ranked unit."""
+    """A stage that drops units duplicating a better-ranked unit, unless the two disagree on a
+    label or answer (a ``LabelConflict``: both kept, or both dropped under ``drop_both``)."""
+
+    def __init__(self, label_conflicts: str = "keep") -> None:
+        super().__init__()
+        self.label_conflicts = label_conflicts
+        self.conflicts: list[LabelConflict] = []
+        # pairs already reported (shared by the image stages: an exact conflict is also near)
+        self.known_conflicts: set[tuple[str, str]] = set()
+        self._conflict_drops: dict[int, tuple[int, float]] = {}  # rank -> (the other rank, distance)
 
     @abc.abstractmethod
     def decide(self, units: list[Unit], signatures: Mapping[str, ImageSignature]) -> dict[int, Decision]:
         """Dropped unit ranks -> the rank they duplicate."""
 
+    def conflict(self, units: list[Unit], a: int, b: int, distance: float, sim: float) -> bool:
+        """Whether ranks ``a`` < ``b`` disagree; if so the pair is recorded (and, under
+        ``drop_both``, both are marked for dropping) and must not become a duplicate edge."""
+        said = disagreement(units[a], units[b])
+        if said is None:
+            return False
+        pair = (units[a].uid, units[b].uid)
+        if pair in self.known_conflicts:
+            return True
+        self.known_conflicts.add(pair)
+        drop = self.label_conflicts == "drop_both"
+        self.conflicts.append(LabelConflict(stage=self.name, a=units[a].uid, b=units[b].uid, label_a=said[0],
+                                            label_b=said[1], distance=float(distance), similarity=float(sim),
+                                            action="dropped_both" if drop else "kept_both"))
+        self.stats.checks["label_conflicts"] += 1
+        if drop:
+            self._conflict_drops.setdefault(a, (b, float(distance)))
+            self._conflict_drops.setdefault(b, (a, float(distance)))
+        return True
+
     def run_units(self, units: list[Unit], signatures: Mapping[str, ImageSignature]) -> list[DropRow]:
+        self._conflict_drops = {}
         decisions = self.decide(units, signatures)
         rows = [
+            DropRow(key=s.key, status="label_conflict", stage=self.name, duplicate_of=counterpart(s, units[other]),
+                    distance=d)
+            for rank, (other, d) in sorted(self._conflict_drops.items())
+            for s in units[rank].members
+        ]
+        rows += [
             DropRow(key=s.key, status="duplicate", stage=self.name, duplicate_of=counterpart(s, units[d.kept]),
                     distance=d.distance)
-            for rank, d in sorted(decisions.items())
+            for rank, d in sorted(decisions.items()) if rank not in self._conflict_drops
             for s in units[rank].members
         ]
         self._account(units, rows)
-        self.stats.clusters += len({d.kept for d in decisions.values()})
+        self.stats.clusters += len({d.kept for r, d in decisions.items() if r not in self._conflict_drops})
         return rows
-
-
-def record_images(unit: Unit, signatures: Mapping[str, ImageSignature]) -> tuple[ImageSignature, ...]:
-    """The record's images in order of first use by its samples (by key); media without a
-    signature (video, audio) are left out."""
-    if len(unit.members) == 1:
-        shas: Iterable[str] = unit.members[0].media_sha256
-    else:
-        shas = dict.fromkeys(h for m in unit.members for h in m.media_sha256)
-    return tuple(signatures[h] for h in shas if h in signatures)
-
-
-class ExactImageDedup(DuplicateStage):
-    name, unit = "exact_image", "record"
-
-    def decide(self, units: list[Unit], signatures: Mapping[str, ImageSignature]) -> dict[int, Decision]:
-        keys = []
-        for u in units:
-            sigs = record_images(u, signatures)
-            if not sigs:
-                self.stats.skipped["no_image"] += 1
-                keys.append(f"\x00{u.uid}")  # unique: never equal to an image key or another record
-                continue
-            keys.append(hashlib.sha256("|".join(s.exact for s in sigs).encode()).hexdigest())
-        return exact_groups(len(units), keys)
-
-
-class NearImageDedup(DuplicateStage):
-    """Records whose images are near duplicates position by position; candidates are searched
-    on each record's middle image (the most informative slice or frame of a sequence)."""
-
-    name, unit = "near_image", "record"
-
-    def __init__(self, cfg: NearImageConfig) -> None:
-        super().__init__()
-        self.cfg = cfg
-
-    def decide(self, units: list[Unit], signatures: Mapping[str, ImageSignature]) -> dict[int, Decision]:
-        ranks, images = [], []
-        for rank, u in enumerate(units):
-            sigs = record_images(u, signatures)
-            if not sigs:
-                self.stats.skipped["no_image"] += 1
-            elif sigs[len(sigs) // 2].flat:
-                self.stats.skipped["flat_image"] += 1
-            else:
-                ranks.append(rank)
-                images.append(sigs)
-        table = SignatureTable.of([sigs[len(sigs) // 2] for sigs in images])
-        i, j, dist = near_pairs(table, None, self.cfg)
-        lo, hi, d = [], [], []
-        for a, b, anchor in zip(i.tolist(), j.tolist(), dist.tolist()):
-            seq = self._sequence_distance(images[a], images[b])
-            if seq is not None:
-                lo.append(ranks[a])
-                hi.append(ranks[b])
-                d.append(float(max(seq, anchor)))
-        return keep_first(len(units), np.array(lo, np.int64), np.array(hi, np.int64), np.array(d))
-
-    def _sequence_distance(self, a: tuple[ImageSignature, ...], b: tuple[ImageSignature, ...]) -> int | None:
-        """Largest coarse distance over aligned positions, or None if any position differs."""
-        if len(a) != len(b):
-            return None
-        if len(a) == 1:
-            return 0
-        idx = np.arange(len(a))
-        coarse, fine = pair_distances(SignatureTable.of(a), idx, SignatureTable.of(b), idx)
-        for k in range(len(a)):
-            if a[k].flat or b[k].flat:
-                if a[k].exact != b[k].exact and not (a[k].flat and b[k].flat):
-                    return None
-            elif coarse[k] > self.cfg.coarse or fine[k] > self.cfg.fine:
-                return None
-        return int(coarse.max())
 
 
 class NearTextDedup(DuplicateStage):
@@ -228,6 +199,7 @@ class NearTextDedup(DuplicateStage):
 class DedupResult:
     drops: list[DropRow]
     stats: list[StageStats]
+    conflicts: list[LabelConflict] = field(default_factory=list)  # by stage, then ids
 
     def emitted(self, summaries: Sequence[SampleSummary]) -> list[SampleSummary]:
         gone = {r.key for r in self.drops}
@@ -240,9 +212,12 @@ def deduplicate(
     cfg: DedupConfig,
     source_priority: Mapping[str, int] | Sequence[str] = (),
     stages: Sequence[DedupStage] = (),
+    media: Callable[[str], "MediumPixels"] | None = None,
 ) -> DedupResult:
     """Run ``stages`` (decontamination, built by the caller) then the configured dedup stages,
     each on the survivors of the previous one. Rows come out sorted by (stage order, key).
+    ``media`` (a stored image by sha256: decoded pixels when held, else bytes) lets the
+    near-image stage check pixels.
 
     The cyclic garbage collector is paused meanwhile: nothing here builds reference cycles,
     and with a million summaries alive it would rescan all of them every few thousand
@@ -250,7 +225,7 @@ def deduplicate(
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _deduplicate(summaries, signatures, cfg, source_priority, stages)
+        return _deduplicate(summaries, signatures, cfg, source_priority, stages, media)
     finally:
         if was_enabled:
             gc.enable()
@@ -262,19 +237,26 @@ def _deduplicate(
     cfg: DedupConfig,
     source_priority: Mapping[str, int] | Sequence[str],
     stages: Sequence[DedupStage],
+    media: Callable[[str], "MediumPixels"] | None,
 ) -> DedupResult:
     priority = source_priority if isinstance(source_priority, Mapping) else {s: i for i, s in enumerate(source_priority)}
     keys = [s.key for s in summaries]
     if len(set(keys)) != len(keys):
         dup = sorted(k for k, n in Counter(keys).items() if n > 1)[0]
         raise ValueError(f"sample key {dup!r} appears twice in the dedup input")
+    from datakit.dedup.image_stages import ExactImageDedup, NearImageDedup  # they build on this module
+
     chain = list(stages)
     if cfg.exact_image:
-        chain.append(ExactImageDedup())
+        chain.append(ExactImageDedup(cfg.label_conflicts))
     if cfg.near_image is not None:
-        chain.append(NearImageDedup(cfg.near_image))
+        chain.append(NearImageDedup(cfg, media))
     if cfg.near_text is not None:
         chain.append(NearTextDedup(cfg.near_text))
+    known: set[tuple[str, str]] = set()
+    for stage in chain:
+        if isinstance(stage, DuplicateStage):
+            stage.known_conflicts = known
     ranked: dict[str, list[Unit]] = {}
     alive = set(keys)
     drops: list[DropRow] = []
@@ -290,4 +272,5 @@ def _deduplicate(
         rows = stage.run_units(units, signatures)
         alive.difference_update(r.key for r in rows)
         drops.extend(sorted(rows, key=lambda r: r.key))
-    return DedupResult(drops=drops, stats=[s.stats for s in chain])
+    conflicts = [c for s in chain for c in sorted(getattr(s, "conflicts", ()), key=lambda c: (c.a, c.b))]
+    return DedupResult(drops=drops, stats=[s.stats for s in chain], conflicts=conflicts)

@@ -1,34 +1,36 @@
 """Chain-of-thought for multiple-choice samples (LLM task ``cot_mcq`` of ``llm_enrich``).
 
 The paper adds CoT data "to address the shortcut learning problem prevalent in multiple-choice
-medical questions". For every English multiple-choice sample a record's template converters made
-(``facts["template_samples"]``, set by the build before the LLM steps), the LLM gets the images,
-the question, the options and the verified letter, and writes a reasoning chain that must end
-with ``Answer: <letter>``. Validation (``validate.check_cot``) rejects a chain that ends on no
-letter (``cot_no_final_letter``) or on another one (``cot_wrong_letter``); every request and its
-verdict are cached like the other tasks. The sample it gives is the MCQ's question with the CoT
-instruction and the reply in the shared form of ``datakit.cot`` (``<think>…</think><answer>X</answer>``).
+medical questions". For every English multiple-choice sample the record's earlier conversion
+steps made (``ConvertContext.earlier``: the template converters run first), the LLM gets the
+images, the question, the options and the verified letter, and writes a reasoning chain that
+must end with ``Answer: <letter>``. Validation (``validate.check_cot``) rejects a chain that ends
+on no letter (``cot_no_final_letter``) or on another one (``cot_wrong_letter``); every request and
+its verdict are cached like the other tasks. The sample it gives is the MCQ's question with the
+CoT instruction and the reply in the shared form of ``datakit.cot``
+(``<think>…</think><answer>X</answer>``).
 
-Chinese: when the MCQ has a Chinese twin (same key with ``zh``), the chain is translated by
-``translate_zh`` and validated again; the Chinese CoT sample takes the twin's question. Offline,
-every planned CoT sample of a record is a ``skipped_llm`` row (the build's offline path).
+It is part of the converter capability (``converters.base``): ``cot_requests`` names one request
+per MCQ (round one) and, once a chain is accepted, its Chinese translation when the MCQ has a
+Chinese twin (round two, ``translate_zh``, validated again); ``cot_outputs`` turns the answers
+into samples, and every planned CoT sample the answers cannot give into a ``Missing``
+(``skipped_llm`` offline or without an answer, ``rejected`` when validation fails).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from datakit.cot import COT_INSTRUCTION, LETTERS, parse_reply, render_reply, split_options
-from datakit.llm.request import ImagePart
-from datakit.llm.tasks import COT_MCQ, cot_request, translation_request
+from datakit.llm.replies import checked, translated, translation_requests
+from datakit.llm.request import ChatRequest, ImagePart
+from datakit.llm.tasks import COT_MCQ, cot_request
 from datakit.record import LoadedRecord
 from datakit.sample import IMAGE_TOKEN, Sample, sample_key
 
 if TYPE_CHECKING:
-    from datakit.converters.base import ConvertContext
-    from datakit.llm.synthesis import LLMSynthesizer, SynthesisOutcome
+    from datakit.converters.base import ConvertContext, Missing
 
 TASK = "cot_mcq"
 MAX_IMAGES = 12  # a slice sequence or video beyond this is not sent (rejected: too_many_images)
@@ -51,51 +53,101 @@ def cot_question(mcq: Sample, lang: str) -> str:
     return "\n".join([*lines, COT_INSTRUCTION[lang]])
 
 
-def cot_samples(synth: "LLMSynthesizer", loaded: LoadedRecord, ctx: "ConvertContext", out: "SynthesisOutcome") -> None:
-    """Ask for, validate and add the CoT samples of one record's MCQs (drops go to ``out``)."""
-    from datakit.llm.synthesis import REJECTED, _Asked
+class _Planned:
+    """One English MCQ of the record and what its CoT samples need: slot name, languages, gold
+    letter, images, and the reason it cannot be asked (``problem``)."""
 
-    rec = loaded.record
-    made = list(loaded.facts.get("template_samples") or ())
-    by_key = {s.key: s for s in made}
-    mcqs = sorted((s for s in made if s.question_type == "mcq" and s.lang == "en" and s.options), key=lambda s: s.key)
+    def __init__(self, mcq: Sample, number: int, by_key: dict[str, Sample], langs: tuple[str, ...]) -> None:
+        self.mcq = mcq
+        self.slot = f"cot_{mcq.task}" + (f"_{number + 1}" if number else "")
+        self.langs = [lang for lang in langs if lang == "en" or twin_key(mcq.key, lang) in by_key]
+        self.twins = {lang: by_key[twin_key(mcq.key, lang)] for lang in self.langs if lang != "en"}
+        self.gold = mcq.answer.strip()
+        self.images = [m for m in mcq.media if m.ext in ("png", "jpg")]
+        self.problem = ""
+        if self.gold not in LETTERS[: len(mcq.options or ())]:
+            self.problem = "mcq_answer_not_a_letter"
+        elif not self.images or len(self.images) > MAX_IMAGES:
+            self.problem = "too_many_images" if self.images else "missing_image"
+
+    @property
+    def name(self) -> str:
+        return f"{TASK}:{self.slot}"
+
+    def request(self) -> ChatRequest:
+        text = self.mcq.conversation[0]["value"].replace(IMAGE_TOKEN, "").strip()
+        parsed = split_options(text)
+        return cot_request([ImagePart.from_ext(m.data, m.ext) for m in self.images],
+                           question=parsed[0] if parsed else text, options=list(self.mcq.options or ()),
+                           answer=self.gold)
+
+
+def _planned(ctx: "ConvertContext") -> list[_Planned]:
+    """The record's English multiple choice from the earlier steps, by key."""
+    by_key = {s.key: s for s in ctx.earlier if isinstance(s, Sample)}
+    mcqs = sorted((s for s in by_key.values() if s.question_type == "mcq" and s.lang == "en" and s.options),
+                  key=lambda s: s.key)
     seen: dict[str, int] = {}
+    out = []
     for mcq in mcqs:
         number = seen.get(mcq.task, 0)
         seen[mcq.task] = number + 1
-        label = f"cot_{mcq.task}" + (f"_{number + 1}" if number else "")
-        langs = [lang for lang in ctx.langs if lang == "en" or twin_key(mcq.key, lang) in by_key]
-        gold = mcq.answer.strip()
-        images = [m for m in mcq.media if m.ext in ("png", "jpg")]
-        problem = ""
-        if gold not in LETTERS[: len(mcq.options or ())]:
-            problem = "mcq_answer_not_a_letter"
-        elif not images or len(images) > MAX_IMAGES:
-            problem = "too_many_images" if images else "missing_image"
-        if problem:
-            out.drops.extend(synth._drop(loaded, label, lang, _Asked("", status=REJECTED, reason=problem))
-                             for lang in langs)
+        out.append(_Planned(mcq, number, by_key, ctx.langs))
+    return out
+
+
+def _chain(ctx: "ConvertContext", p: _Planned):
+    """The checked English chain of ``p`` (``Checked``) and its reasoning text."""
+    got = checked(ctx, p.name, COT_MCQ.name, gold=p.gold)
+    return got, (parse_reply(got.parsed["reasoning"])[0] if got.ok else "")
+
+
+def cot_requests(loaded: LoadedRecord, ctx: "ConvertContext") -> dict[str, ChatRequest]:
+    """Round one: one CoT request per MCQ; round two: the translation of each accepted chain
+    whose MCQ has a Chinese twin."""
+    out: dict[str, ChatRequest] = {}
+    for p in _planned(ctx):
+        if p.problem:
             continue
-        text = mcq.conversation[0]["value"].replace(IMAGE_TOKEN, "").strip()
-        parsed = split_options(text)
-        request = cot_request([ImagePart.from_ext(m.data, m.ext) for m in images],
-                              question=parsed[0] if parsed else text, options=list(mcq.options or ()), answer=gold)
-        asked = synth._ask(request, gold=gold)
-        if asked.parsed is None:
-            out.drops.extend(synth._drop(loaded, label, lang, asked) for lang in langs)
+        out[p.name] = p.request()
+        if p.name in ctx.answers and p.twins:
+            got, chain = _chain(ctx, p)
+            if got.ok:
+                out.update(translation_requests(f"{p.name}:zh", [chain]))
+    return out
+
+
+def cot_outputs(loaded: LoadedRecord, ctx: "ConvertContext", provenance: dict[str, Any]) -> list["Sample | Missing"]:
+    """The CoT samples of the record's MCQs, and a ``Missing`` for each that cannot be made;
+    ``provenance`` is what every LLM sample of ``llm_enrich`` carries (source file, model...)."""
+    from datakit.converters.base import REJECTED, Missing
+
+    rec = loaded.record
+    out: list[Sample | Missing] = []
+    for p in _planned(ctx):
+        if p.problem:
+            out += [Missing(task=TASK, lang=lang, status=REJECTED, reason=p.problem, slot=p.slot) for lang in p.langs]
             continue
-        chain = parse_reply(asked.parsed["reasoning"])[0]  # validated: it ends with the gold letter
-        for lang in langs:
-            source, reasoning, translation_key = mcq, chain, None
+        got, chain = _chain(ctx, p)
+        if not got.ok:
+            out += [got.missing(TASK, lang, slot=p.slot) for lang in p.langs]
+            continue
+        for lang in p.langs:
+            source, reasoning, keys = p.mcq, chain, {"llm_cache_key": got.cache_key}
             if lang != "en":
-                source = by_key[twin_key(mcq.key, lang)]
-                done = synth._ask(translation_request([chain]), sources=[chain])
-                if done.parsed is None:
-                    out.drops.append(synth._drop(loaded, label, lang, done))
+                source = p.twins[lang]
+                done = translated(ctx, f"{p.name}:zh", [chain])
+                if not done.ok:
+                    out.append(done.missing(TASK, lang, slot=p.slot))
                     continue
-                reasoning, translation_key = done.parsed["translations"][0], done.key
+                reasoning, keys["llm_translation_cache_key"] = done.parsed[0], done.cache_key
             conversation = [{"from": "human", "value": cot_question(source, lang)},
-                            {"from": "gpt", "value": render_reply(reasoning, gold)}]
-            sample = synth._sample(loaded, COT_MCQ, TASK, lang, "mcq", conversation, gold, list(source.media),
-                                   list(source.options or ()), asked.key, translation_key)
-            out.samples.append(dataclasses.replace(sample, key=sample_key(rec.source, rec.record_id, label, lang)))
+                            {"from": "gpt", "value": render_reply(reasoning, p.gold)}]
+            out.append(Sample(
+                key=sample_key(rec.source, rec.record_id, p.slot, lang), source=rec.source,
+                modality=source.modality, task=TASK, lang=lang, group=rec.uid, question_type="mcq",
+                conversation=conversation, answer=p.gold, media=list(source.media),
+                options=list(source.options or ()),
+                provenance={**provenance, "template": f"{COT_MCQ.name}@{COT_MCQ.version}",
+                            "llm_model": ctx.answers[p.name].model, **keys}))
+    return out

@@ -1,10 +1,12 @@
 """Draw the GRPO set (paper stage 4) from built instruction shards.
 
 Two streaming passes over the shards, in sorted path order: the first reads only each sample's
-JSON, keeps the eligible ones (multiple choice, open, yes/no) and picks the target number by a
-seeded rank of the sample key (a bounded heap, so memory follows the target, not the input);
-the second copies the picked samples, rewriting multiple choice as open-ended questions whose
-reference answer is the correct option's text. Yes/no questions are capped at ``yes_no_share``
+JSON, splits a multi-turn conversation into its turns (``sample.turn_docs``: GRPO asks one
+question at a time), keeps the eligible turns (multiple choice, open, yes/no) and picks the
+target number by a seeded rank of the turn's key (a bounded heap, so memory follows the target,
+not the input); the second writes each picked turn as a single-turn sample with its media,
+rewriting multiple choice as open-ended questions whose reference answer is the correct
+option's text. Yes/no questions are capped at ``yes_no_share``
 of the result (about 5% in the paper): they reward guessing, half the time.
 """
 
@@ -22,10 +24,10 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from datakit import energon_format
+from datakit.llm.mcq_stem import cites_options, open_stem
 from datakit.llm.tarball import read_extents, scan_sample_tar
 from datakit.llm.validate import normalise
-from datakit.record import Media
-from datakit.sample import IMAGE_TOKEN, Sample, canonical_json
+from datakit.sample import IMAGE_TOKEN, canonical_json, turn_docs
 from datakit.seeding import unit_interval
 from datakit.shard_writer import AtomicTarWriter
 
@@ -33,8 +35,6 @@ ELIGIBLE = ("mcq", "open", "yes_no")
 _YES_NO = frozenset({"yes", "no", "是", "否", "是的", "不是"})
 _OPEN_INSTRUCTION = {"en": "Answer the question with a short phrase.", "zh": "请用简短的词语回答问题。"}
 _OPTIONS_LABEL = re.compile(r"(?:options|choices|选项)\s*[:：]?\s*$", re.IGNORECASE)
-_WHICH_EN = re.compile(r"\bwhich of the following(?: options)?\b", re.IGNORECASE)
-_WHICH_ZH = re.compile(r"(?:以下|下列)(?:选项中)?哪一?[个项种]")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,11 +73,13 @@ class GRPOReport:
 
 
 def kind_of(d: dict[str, Any]) -> str | None:
-    """``yes_no``, ``mcq`` or ``open``; None for captions, reports and the like. A question whose
-    answer is yes or no counts as yes/no whatever its type (a Yes/No multiple choice included)."""
-    qtype, answer = d.get("question_type"), str(d.get("answer", ""))
+    """``yes_no``, ``mcq`` or ``open`` of a single-turn sample; None for captions, reports and the
+    like. A question whose answer is yes or no counts as yes/no whatever its type (a Yes/No
+    multiple choice included)."""
+    turn = d["turns"][0]
+    qtype, answer = turn.get("question_type"), str(turn.get("answer", ""))
     if qtype == "mcq":
-        answer = reference_answer(answer, d.get("options") or []) or answer
+        answer = reference_answer(answer, turn.get("options") or []) or answer
     if qtype == "yes_no" or normalise(answer) in _YES_NO:
         return "yes_no"
     return qtype if qtype in ELIGIBLE else None
@@ -98,12 +100,13 @@ def reference_answer(answer: str, options: Sequence[str]) -> str | None:
 
 
 def mcq_to_open(d: dict[str, Any]) -> dict[str, Any] | str:
-    """The sample's JSON with the question open-ended and the answer the option text; or the
-    reason it cannot be rewritten."""
-    options = d.get("options") or []
+    """A single-turn sample's JSON with the question open-ended and the answer the option text;
+    or the reason it cannot be rewritten."""
+    turn = d["turns"][0]
+    options = turn.get("options") or []
     if not options:
         return "mcq_without_options"
-    ref = reference_answer(str(d.get("answer", "")), options)
+    ref = reference_answer(str(turn.get("answer", "")), options)
     if ref is None:
         return "mcq_answer_not_in_options"
     human = d["conversations"][0]["value"]
@@ -113,14 +116,14 @@ def mcq_to_open(d: dict[str, Any]) -> dict[str, Any] | str:
     stem = _OPTIONS_LABEL.sub("", human[: m.start()].rstrip()).rstrip()
     if not stem.replace(IMAGE_TOKEN, "").strip():
         return "mcq_without_stem"
-    stem = _WHICH_ZH.sub("什么", _WHICH_EN.sub(lambda w: "What" if w.group(0)[0].isupper() else "what", stem))
+    stem = open_stem(stem)
+    if cites_options(stem):
+        return "mcq_stem_cites_options"
     instruction = _OPEN_INSTRUCTION.get(d.get("lang", "en"), _OPEN_INSTRUCTION["en"])
-    grpo = {"from": "mcq", "options": list(options), "mcq_answer": d.get("answer")}
+    grpo = {"from": "mcq", "options": list(options), "mcq_answer": turn.get("answer")}
     return {
         **d,
-        "question_type": "open",
-        "options": None,
-        "answer": ref,
+        "turns": [{**turn, "question_type": "open", "options": None, "answer": ref}],
         "conversations": [{"from": "human", "value": f"{stem}\n{instruction}"}, {"from": "gpt", "value": ref}],
         "provenance": {**(d.get("provenance") or {}), "grpo": grpo},
     }
@@ -129,10 +132,11 @@ def mcq_to_open(d: dict[str, Any]) -> dict[str, Any] | str:
 def _eligible(d: dict[str, Any], report: GRPOReport) -> str | None:
     kind = kind_of(d)
     reason = "ineligible_question_type" if kind is None else ""
-    if kind is not None and d.get("question_type") == "mcq":
+    turn = d["turns"][0]
+    if kind is not None and turn.get("question_type") == "mcq":
         rewritten = mcq_to_open(d)
         reason = rewritten if isinstance(rewritten, str) else ""
-    elif kind is not None and not str(d.get("answer", "")).strip():
+    elif kind is not None and not str(turn.get("answer", "")).strip():
         reason = "missing_reference_answer"
     if reason:
         report.dropped[reason] += 1
@@ -156,17 +160,19 @@ def _pick(shards: Sequence[Path], cfg: GRPOConfig, report: GRPOReport) -> list[_
     heaps: dict[str, list[_Pick]] = {"other": [], "yes_no": []}
     for shard, path in enumerate(shards):
         for s in scan_sample_tar(path, read=frozenset({"json"})):
-            kind = _eligible(json.loads(s.parts["json"]), report)
-            if kind is None:
-                continue
-            report.candidates[kind] += 1
-            group, cap = ("yes_no", cap_yes_no) if kind == "yes_no" else ("other", cap_other)
             extents = tuple((part, off, size) for part, (off, size) in s.extents.items())
-            item = _Pick(-unit_interval(cfg.seed, "grpo", s.key), s.key, shard, kind, extents)
-            if len(heaps[group]) < cap:
-                heapq.heappush(heaps[group], item)
-            elif item > heaps[group][0]:
-                heapq.heapreplace(heaps[group], item)
+            for d in turn_docs(json.loads(s.parts["json"])):
+                kind = _eligible(d, report)
+                if kind is None:
+                    continue
+                report.candidates[kind] += 1
+                group, cap = ("yes_no", cap_yes_no) if kind == "yes_no" else ("other", cap_other)
+                key = d["turns"][0]["key"]
+                item = _Pick(-unit_interval(cfg.seed, "grpo", key), key, shard, kind, extents)
+                if len(heaps[group]) < cap:
+                    heapq.heappush(heaps[group], item)
+                elif item > heaps[group][0]:
+                    heapq.heapreplace(heaps[group], item)
     others = heaps["other"]
     # a cap: the largest count whose share of the result is at most yes_no_share (1e-9: float noise)
     n_yes_no = math.floor(len(others) * cfg.yes_no_share / (1.0 - cfg.yes_no_share) + 1e-9)
@@ -177,18 +183,16 @@ def _pick(shards: Sequence[Path], cfg: GRPOConfig, report: GRPOReport) -> list[_
     return list(first.values())
 
 
-def _sample(d: dict[str, Any], parts: dict[str, bytes]) -> Sample | str:
-    media = []
+def _parts(d: dict[str, Any], parts: dict[str, bytes]) -> list[tuple[str, bytes]] | str:
+    """A single-turn sample's tar parts (JSON first, then its media checked against their
+    sha256), or the reason it cannot be written."""
+    out = [("json", canonical_json(d))]
     for m in d.get("media", []):
         data = parts.get(m["part"])
         if data is None or hashlib.sha256(data).hexdigest() != m["sha256"]:
             return "media_missing_or_corrupt"
-        media.append(Media(data=data, ext=m["part"].split(".", 1)[1], width=m["width"], height=m["height"]))
-    return Sample(
-        key=d["key"], source=d["source"], modality=d["modality"], task=d["task"], lang=d["lang"],
-        group=d["group"], question_type=d["question_type"], conversation=d["conversations"],
-        answer=d["answer"], media=media, options=d["options"], provenance=d["provenance"],
-    )
+        out.append((m["part"], data))
+    return out
 
 
 def prepare_grpo(shards: Iterable[Path], out_dir: Path, cfg: GRPOConfig) -> GRPOReport:
@@ -206,18 +210,18 @@ def prepare_grpo(shards: Iterable[Path], out_dir: Path, cfg: GRPOConfig) -> GRPO
         with paths[shard].open("rb") as f:
             for p in picks:
                 parts = read_extents(f, {part: (off, size) for part, off, size in p.extents})
-                d = json.loads(parts["json"])
-                rewritten = mcq_to_open(d) if d.get("question_type") == "mcq" else d
-                sample = _sample({**rewritten, "key": p.key}, parts)  # type: ignore[dict-item]
-                if isinstance(sample, str):
-                    report.dropped[sample] += 1
+                d = next(t for t in turn_docs(json.loads(parts["json"])) if t["turns"][0]["key"] == p.key)
+                rewritten = mcq_to_open(d) if d["turns"][0].get("question_type") == "mcq" else d
+                tar_parts = _parts(rewritten, parts)  # type: ignore[arg-type]
+                if isinstance(tar_parts, str):
+                    report.dropped[tar_parts] += 1
                     continue
                 if writer is None or written >= cfg.samples_per_shard:
                     if writer is not None:
                         writer.close()
                     writer, written = AtomicTarWriter(out_dir / f"grpo-{len(report.shards):06d}.tar"), 0
                     report.shards.append(writer.path.name)
-                writer.add_sample(sample.key, sample.parts())
+                writer.add_sample(p.key, tar_parts)
                 written += 1
                 report.selected[p.kind] += 1
     if writer is not None:

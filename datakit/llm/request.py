@@ -84,6 +84,23 @@ class ChatRequest:
         return out
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LLMReply:
+    """What a converter receives for one of its requests: the parsed JSON answer (fresh or
+    cached), or None with the reason there is none (``offline``, ``budget_requests``,
+    ``llm_timeout`` ...). Validating ``parsed`` is the converter's job (``llm.validate``)."""
+
+    cache_key: str
+    parsed: Any = None
+    reason: str = ""
+    detail: str = ""
+    model: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.reason
+
+
 def _part_key(part: str | ImagePart) -> dict[str, str]:
     if isinstance(part, str):
         return {"type": "text", "text": part}

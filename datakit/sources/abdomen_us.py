@@ -40,6 +40,7 @@ from datakit.record import LoadedRecord, RawRecord
 from datakit.registry import register_source
 from datakit.sources.base import Rejection, SourceReader
 from datakit.sources.base import natural_key
+from datakit.splits import official_split
 
 ORGAN_COLOURS: dict[str, tuple[int, int, int]] = {
     "liver": (100, 0, 100),
@@ -152,6 +153,7 @@ class AbdomenUSReader(SourceReader):
                     masks=(mask,),
                     meta={"domain": domain, "split": split},
                     root=self.root,
+                    official_split=official_split(split),
                 )
                 items.append((record_id, record))
         for _, item in sorted(items, key=lambda kv: natural_key(kv[0])):

@@ -31,6 +31,7 @@ from datakit.record import LoadedRecord, RawRecord
 from datakit.registry import register_source
 from datakit.sources.base import Rejection, SourceReader
 from datakit.sources.base import natural_key
+from datakit.splits import official_split
 
 
 class ClassFolderReader(SourceReader):
@@ -59,7 +60,8 @@ class ClassFolderReader(SourceReader):
                 continue
             seen[p.stem] = p
             yield RawRecord(source=self.name, record_id=f"{prefix}/{p.stem}", modality=self.modality,
-                            images=(p,), label=label, meta=meta, root=self.root)
+                            images=(p,), label=label, meta=meta, root=self.root,
+                            official_split=official_split(meta.get("split")))
 
     @abc.abstractmethod
     def labels(self) -> tuple[str, ...]:

@@ -30,6 +30,7 @@ from datakit.registry import register_source
 from datakit.sources.base import Rejection, SourceReader
 from datakit.sources.base import natural_key
 from datakit.sources.tables import CsvProblem, read_csv, row_rejection
+from datakit.splits import official_split
 
 
 @register_source
@@ -102,7 +103,8 @@ class EyePacsReader(SourceReader):
                                  images=(on_disk[image + ext],), label=level,
                                  meta={"row": f"{rel}:{row.line}"}, root=self.root,
                                  # both eyes of one subject (<id>_left / <id>_right) share a split
-                                 split_key=f"subject/{image.rsplit('_', 1)[0]}"))
+                                 split_key=f"subject/{image.rsplit('_', 1)[0]}",
+                                 official_split=official_split(Path(images_dir).name)))
         for name, path in on_disk.items():
             if name[: -len(ext)] not in seen:
                 out.append(self.reject(f"{images_dir}/{name[: -len(ext)]}", path, "image_without_label"))

@@ -46,6 +46,7 @@ from datakit.sources.base import Rejection, SourceReader
 from datakit.sources.base import natural_key
 from datakit.sources.tables import CsvRow, read_csv
 from datakit.sources.roco_v2 import caption_facts
+from datakit.splits import official_split
 
 GLAUCOMA_LABELS = ("glaucoma", "no_glaucoma")
 
@@ -130,7 +131,7 @@ class FairVlmedReader(SourceReader):
                 if p.name in summaries:
                     meta["note_summary"] = summaries[p.name]
                 yield RawRecord(source=self.name, record_id=f"{split}/{p.stem}", modality=self.modality,
-                                images=(p,), meta=meta, root=self.root)
+                                images=(p,), meta=meta, root=self.root, official_split=official_split(split))
 
     def load(self, record: RawRecord) -> LoadedRecord:
         path, rel = record.images[0], record.rel(record.images[0])

@@ -33,7 +33,7 @@ ALIGNMENT = {"file": "data/alignment/llava_med_alignment_500k.json", "task": "ca
 @register_source
 class LlavaMedReader(LlavaFormatReader):
     name = "llava_med"
-    modality = "biomedical"
+    modality = "mixed"  # PubMed Central figures of every kind (sample.MODALITIES)
     top_folder = "LLaVA-Med"
     options: dict[str, Any] = {
         **LlavaFormatReader.options,

@@ -58,17 +58,26 @@ REPORT_NAME = "text.txt"
 _MIN_REPORT_CHARS = 5
 
 
+_MARKERS = ("study_findings:", "discussion:")
+
+
 def extract_report(text: str) -> str:
-    """The findings part of an M3D-Cap report, whitespace collapsed (M3D's own rule)."""
-    chosen = text
-    for marker in ("study_findings:", "discussion:"):
-        at = text.find(marker)
-        if at != -1:
-            chosen = text[at + len(marker):]
-            if len(re.sub(r"\s", "", chosen)) >= _MIN_REPORT_CHARS:
-                break
-            chosen = text
-    return " ".join(chosen.split())
+    """An M3D-Cap report as plain prose: its findings, then its discussion, without the raw
+    ``study_findings:`` / ``discussion:`` markers (a model must never learn to write them);
+    whitespace collapsed. A section shorter than a few characters is left out; a text without
+    markers is kept whole."""
+    found = sorted((text.find(m), m) for m in _MARKERS if text.find(m) != -1)
+    if not found:
+        return " ".join(text.split())
+    sections: dict[str, str] = {}
+    for (at, marker), nxt in zip(found, [*(a for a, _ in found[1:]), len(text)]):
+        sections[marker] = " ".join(text[at + len(marker):nxt].split())
+    parts = [sections[m] for m in _MARKERS
+             if len(re.sub(r"\s", "", sections.get(m, ""))) >= _MIN_REPORT_CHARS]
+    if not parts:
+        return " ".join(text.split())
+    prose = [p[0].upper() + p[1:] for p in parts]
+    return " ".join(p if p.endswith((".", "!", "?")) or i == len(prose) - 1 else p + "." for i, p in enumerate(prose))
 
 
 def read_report(path: Path, rel: str) -> tuple[str, str]:
@@ -185,8 +194,9 @@ class M3DCapReader(SourceReader):
                 yield self.reject(record_id, volume, "missing_report", "and no M3D-VQA question")
             else:
                 meta = {"report": report.relative_to(self.root).as_posix() if report else None, "questions": asked}
+                # one case's series (phases, planes) share a split: per case, not per series
                 yield RawRecord(source=self.name, record_id=record_id, modality=self.modality, images=(volume,),
-                                meta=meta, root=self.root)
+                                meta=meta, root=self.root, split_key=f"case/{case_id}")
 
     def load(self, record: RawRecord) -> LoadedRecord:
         volume = record.images[0]

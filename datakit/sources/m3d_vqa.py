@@ -181,8 +181,10 @@ class M3DVQAReader(SourceReader):
         yield from refused
         for volume in sorted(grouped, key=lambda p: p.as_posix()):
             rel = volume.relative_to(self.data_root).as_posix()
-            yield RawRecord(source=self.name, record_id=m3d_volume_key(rel), modality=self.modality,
-                            images=(volume,), meta={"questions": grouped[volume]}, root=self.data_root)
+            key = m3d_volume_key(rel)
+            yield RawRecord(source=self.name, record_id=key, modality=self.modality,
+                            images=(volume,), meta={"questions": grouped[volume]}, root=self.data_root,
+                            split_key=f"case/{key.rsplit('/', 1)[0]}")  # per case, not per series
 
     def load(self, record: RawRecord) -> LoadedRecord:
         volume = record.images[0]

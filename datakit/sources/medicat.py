@@ -104,7 +104,7 @@ class MedicatReader(SourceReader):
         return RawRecord(source=self.name, record_id=name, modality=self.modality, images=(image,),
                          meta={**meta, "caption": doc.get(self.opts["caption_field"]),
                                "row": f"{rel}:{line}"},
-                         root=self.root)
+                         root=self.root, split_key=f"paper/{doc['pdf_hash']}")  # a paper's figures together
 
     def load(self, record: RawRecord) -> LoadedRecord:
         image = record.images[0]

@@ -27,7 +27,7 @@ from datakit.sources.llava_format import LlavaFormatReader
 @register_source
 class PubMedVisionReader(LlavaFormatReader):
     name = "pubmedvision"
-    modality = "biomedical"
+    modality = "mixed"  # PubMed Central figures of every kind (sample.MODALITIES)
     top_folder = "PubMedVision"
     options: dict[str, Any] = {
         **LlavaFormatReader.options,

@@ -29,6 +29,6 @@ PRETRAIN = {"file": "quilt_pretrain.json", "task": "caption", "images_dir": "qui
 @register_source
 class QuiltLlavaReader(LlavaFormatReader):
     name = "quilt_llava"
-    modality = "histopathology"
+    modality = "pathology"  # sample.MODALITIES
     top_folder = "Quilt-LLaVA"
     options: dict[str, Any] = {**LlavaFormatReader.options, "files": [INSTRUCT]}

@@ -27,6 +27,7 @@ from datakit.registry import register_source
 from datakit.sources.base import Rejection, SourceReader
 from datakit.sources.base import natural_key
 from datakit.sources.tables import CsvProblem, read_csv, row_rejection
+from datakit.splits import official_split
 
 
 def caption_facts(texts: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -92,7 +93,8 @@ class RocoV2Reader(SourceReader):
                 seen[image_id] = row.line
                 out.append(RawRecord(source=self.name, record_id=image_id, modality=self.modality,
                                      images=(on_disk[image_id],), text=row.fields[caption_col],
-                                     meta={"split": split, "row": f"{rel}:{row.line}"}, root=self.root))
+                                     meta={"split": split, "row": f"{rel}:{row.line}"}, root=self.root,
+                                     official_split=official_split(split)))
         for image_id, path in on_disk.items():
             if image_id not in seen:
                 out.append(self.reject(image_id, path, "image_without_caption"))

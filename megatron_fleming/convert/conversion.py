@@ -53,7 +53,8 @@ def hf_to_mcore_rank(job: HFToMcore) -> float | None:
     ck = read_hf_checkpoint(job.hf)
     padded = _vision_padded_heads(ck.config.vision_config.num_attention_heads, job.tensor_parallel,
                                   job.vision_padded_heads)
-    cfg = VLMConfig.from_hf(ck.config, num_padded_heads=padded)
+    cfg = VLMConfig.from_hf(ck.config, num_padded_heads=padded,
+                            vocab_pad_multiple=job.vocab_pad_multiple)
     dtype = job.dtype
     if dtype == "auto":
         dtype = "bf16" if ck.tensors.get(EMBED_TOKENS).dtype == torch.bfloat16 else "fp32"

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from megatron_fleming.convert.launch import run_on_ranks
+from megatron_fleming.model.config import MAKE_VOCAB_SIZE_DIVISIBLE_BY, megatron_vocab_pad_multiple
 
 _RANKS = "megatron_fleming.convert.conversion"
 
@@ -25,14 +26,25 @@ class HFToMcore:
     device: str = "cpu"
     dtype: str = "auto"  # fp32 | bf16 | auto: the Hugging Face weights' dtype
     vision_padded_heads: int | None = None  # None: next multiple of TP when it does not divide
+    #: Megatron-LM's --make-vocab-size-divisible-by: embedding and LM-head rows are padded to a
+    #: multiple of this x TP (zero rows, masked out of logits, stripped by mcore-to-hf).
+    make_vocab_size_divisible_by: int = MAKE_VOCAB_SIZE_DIVISIBLE_BY
     verify: bool = False
 
     def __post_init__(self) -> None:
         if self.tensor_parallel < 1 or self.pipeline_parallel < 1:
             raise ValueError(f"--tp and --pp must be >= 1, got {self.tensor_parallel} and "
                              f"{self.pipeline_parallel}")
+        if self.make_vocab_size_divisible_by < 1:
+            raise ValueError("--make-vocab-size-divisible-by must be >= 1, got "
+                             f"{self.make_vocab_size_divisible_by}")
         if self.dtype not in ("auto", "fp32", "bf16"):
             raise ValueError(f"dtype must be auto, fp32 or bf16, not {self.dtype!r}")
+
+    @property
+    def vocab_pad_multiple(self) -> int:
+        """Megatron-LM's rule: rows padded to a multiple of make_vocab_size_divisible_by x TP."""
+        return megatron_vocab_pad_multiple(self.tensor_parallel, self.make_vocab_size_divisible_by)
 
 
 @dataclass(frozen=True)

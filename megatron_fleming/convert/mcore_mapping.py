@@ -3,7 +3,9 @@
 The Megatron side is the state dict of a TP=1, PP=1 `FlemingVLM` (layout documented in
 `megatron_fleming.model`): fused QKV grouped per query group (per head in the ViT, with zero
 heads appended when `VisionConfig.num_padded_heads` asks for them), SwiGLU ``linear_fc1`` =
-``[gate_proj; up_proj]``, layer scale ``ls1/ls2``. Both directions are rule tables
+``[gate_proj; up_proj]``, layer scale ``ls1/ls2``, and the embedding / LM head padded with zero
+rows to `LanguageConfig.padded_vocab_size` (stripped again on the way back). Both directions are
+rule tables
 (`convert.tensors`), so each is checked for completeness and built lazily.
 """
 
@@ -91,7 +93,6 @@ def _language_pairs(i: int) -> list[tuple[str, str]]:
 def _global_pairs() -> list[tuple[str, str]]:
     pairs = [("vision_model.embeddings.class_embedding", "vision_tower.embeddings.cls_token"),
              ("vision_model.embeddings.position_embedding", "vision_tower.embeddings.position_embeddings"),
-             (MCORE_EMBED, EMBED_TOKENS),
              ("language_model.decoder.final_layernorm.weight", "language_model.model.norm.weight")]
     for p in ("weight", "bias"):
         pairs += [(f"vision_model.embeddings.patch_embedding.{p}",
@@ -146,7 +147,10 @@ def hf_to_mcore(cfg: VLMConfig) -> RuleTable:
     """
     v = cfg.vision
     rules: RuleTable = {m: rename(h) for m, h in _plain_pairs(cfg)}
-    rules[MCORE_OUTPUT] = rename(EMBED_TOKENS if cfg.language.tie_word_embeddings else LM_HEAD)
+    pad_vocab = partial(_pad_rows, cfg.language.padded_vocab_size)
+    rules[MCORE_EMBED] = TensorRule((EMBED_TOKENS,), pad_vocab)
+    head = EMBED_TOKENS if cfg.language.tie_word_embeddings else LM_HEAD
+    rules[MCORE_OUTPUT] = TensorRule((head,), pad_vocab)
     padded_width = v.heads * v.head_dim
     for i in range(v.num_layers):
         m, h = f"vision_model.decoder.layers.{i}.", f"vision_tower.encoder.layer.{i}."
@@ -171,8 +175,10 @@ def mcore_to_hf(cfg: VLMConfig) -> RuleTable:
     """Rules building every transformers-named tensor from the `FlemingVLM` (TP=1, PP=1) tensors."""
     v = cfg.vision
     rules: RuleTable = {h: rename(m) for m, h in _plain_pairs(cfg)}
+    strip_vocab = partial(_first_rows, cfg.language.vocab_size)
+    rules[EMBED_TOKENS] = TensorRule((MCORE_EMBED,), strip_vocab)
     if not cfg.language.tie_word_embeddings:
-        rules[LM_HEAD] = rename(MCORE_OUTPUT)
+        rules[LM_HEAD] = TensorRule((MCORE_OUTPUT,), strip_vocab)
     real_width = v.num_attention_heads * v.head_dim
     for i in range(v.num_layers):
         m, h = f"vision_model.decoder.layers.{i}.", f"vision_tower.encoder.layer.{i}."

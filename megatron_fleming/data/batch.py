@@ -20,8 +20,10 @@ prompt tokens, the last token of every sequence, padding); ``loss_mask`` is ``la
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
+import numpy as np
 import torch
 from megatron.energon import Batch, Sample, edataclass
 
@@ -39,7 +41,7 @@ class EncodedSample(Sample):
     position_ids: torch.Tensor  # [T] float32, V2PE
     plans: list[TilePlan]
     media: list
-    pixel_values: torch.Tensor | None = None  # [tiles, 3, S, S] float32
+    pixel_values: torch.Tensor | None = None  # [tiles, 3, S, S] uint8 (normalised by the model)
 
     @property
     def num_tiles(self) -> list[int]:
@@ -92,7 +94,7 @@ class VLMBatch(Batch):
     labels: torch.Tensor  # [B, T] int64
     loss_mask: torch.Tensor  # [B, T] float32
     position_ids: torch.Tensor  # [B, T] float32
-    pixel_values: torch.Tensor  # [tiles, 3, S, S]
+    pixel_values: torch.Tensor  # [tiles, 3, S, S] uint8
     num_tiles: torch.Tensor  # [images] int64
     cu_seqlens: torch.Tensor | None  # [n + 1] int32, packed layout only
     max_seqlen: int | None
@@ -102,6 +104,38 @@ class VLMBatch(Batch):
     @property
     def num_loss_tokens(self) -> int:
         return int(self.loss_mask.sum())
+
+    # Leaving a loader worker, each tensor would pass through its own shared-memory segment,
+    # whose file descriptor costs the trainer a socket handshake with the worker (~4 ms each on
+    # a busy host: 7 tensors per batch made most of the demo's data wait). Tensors up to
+    # BY_VALUE_BYTES travel as pickled bytes instead; larger ones (pixels of many 448-px tiles)
+    # keep shared memory.
+    def __getstate__(self) -> list:
+        return [_by_value(getattr(self, f.name)) for f in dataclasses.fields(self)]
+
+    def __setstate__(self, state: list) -> None:
+        for f, value in zip(dataclasses.fields(self), state):
+            object.__setattr__(self, f.name, _from_value(value))
+
+
+#: Tensors this small leave a loader worker by value (see `VLMBatch.__getstate__`).
+BY_VALUE_BYTES = 4 << 20
+
+
+@dataclasses.dataclass(frozen=True)
+class _ByValue:
+    array: np.ndarray
+
+
+def _by_value(value):
+    if isinstance(value, torch.Tensor) and value.device.type == "cpu" \
+            and value.nbytes <= BY_VALUE_BYTES:
+        return _ByValue(value.numpy())
+    return value
+
+
+def _from_value(value):
+    return torch.from_numpy(value.array) if isinstance(value, _ByValue) else value
 
 
 def _cat(tensors: list[torch.Tensor]) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Optional DALI path for tiles: decode + resize + normalise through an NVIDIA DALI pipeline.
+"""Optional DALI path for tiles: decode + resize through an NVIDIA DALI pipeline.
 
 Selected by ``TaskEncoderConfig.decoder = "dali"``. DALI (``pip install nvidia-dali-cuda120``) is
 imported only when the first pipeline is built, inside the process that runs it (a dataloader
@@ -7,7 +7,7 @@ worker), so the task encoder stays picklable and fork-safe and nothing heavy hap
 GPU (nvJPEG) and is for ``num_workers=0`` loaders on a GPU machine.
 
 Per image the pipeline produces the grid resize ``(S*columns, S*rows)`` and the thumbnail
-``(S, S)``, both bicubic with antialiasing and normalised with ImageNet mean/std in CHW float32;
+``(S, S)``, both bicubic with antialiasing, as uint8 CHW (the model normalises on its device);
 the tiles are then cut from the grid image in torch, row-major, as the PIL path does. DALI's
 bicubic is not PIL's to the bit: the test states the tolerance it holds to.
 """
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from megatron_fleming.data.decode import CorruptImageError
-from megatron_fleming.data.tiling import IMAGENET_MEAN, IMAGENET_STD, TilePlan
+from megatron_fleming.data.tiling import TilePlan
 
 INSTALL_HINT = ("DALI is not installed: `pip install nvidia-dali-cuda120` (it runs CPU pipelines "
                 "too), or set decoder='pil'")
@@ -38,7 +38,7 @@ def import_dali() -> Any:
 
 
 class DaliTileDecoder:
-    """Same contract as `PilTileDecoder`: (encoded media, plans) -> [tiles, 3, S, S] float32."""
+    """Same contract as `PilTileDecoder`: (encoded media, plans) -> [tiles, 3, S, S] uint8."""
 
     def __init__(self, image_size: int, *, device: str = "cpu", num_threads: int = 1,
                  max_images: int = 64) -> None:
@@ -57,8 +57,6 @@ class DaliTileDecoder:
         dali = import_dali()
         fn, types = dali.fn, dali.types
         size = self.image_size
-        mean = [255 * m for m in IMAGENET_MEAN]
-        std = [255 * s for s in IMAGENET_STD]
 
         @dali.pipeline_def(batch_size=self.max_images, num_threads=self.num_threads,
                            device_id=0 if self.device == "mixed" else None,
@@ -72,8 +70,7 @@ class DaliTileDecoder:
             for w, h in ((grid_w, grid_h), (size, size)):
                 resized = fn.resize(image, resize_x=w, resize_y=h, interp_type=types.INTERP_CUBIC,
                                     antialias=True, dtype=types.UINT8)
-                outputs.append(fn.crop_mirror_normalize(resized, dtype=types.FLOAT,
-                                                        output_layout="CHW", mean=mean, std=std))
+                outputs.append(fn.transpose(resized, perm=[2, 0, 1]))  # HWC -> CHW
             return tuple(outputs)
 
         pipe = tiles_pipeline()
@@ -100,7 +97,7 @@ class DaliTileDecoder:
     def __call__(self, media: Sequence, plans: Sequence[TilePlan]) -> torch.Tensor:
         s = self.image_size
         if not media:
-            return torch.empty((0, 3, s, s), dtype=torch.float32)
+            return torch.empty((0, 3, s, s), dtype=torch.uint8)
         if not all(isinstance(m, (bytes, bytearray, memoryview)) for m in media):
             raise TypeError("the DALI decoder needs encoded image bytes; leave the task "
                             "encoder's energon decoder unset (decoder=None)")

@@ -31,7 +31,8 @@ class CorruptImageError(ValueError):
 
 
 class TileDecoder(Protocol):
-    """Turns a sample's media and tiling plans into normalised tiles [tiles, 3, S, S]."""
+    """Turns a sample's media and tiling plans into uint8 tiles [tiles, 3, S, S] (the model
+    normalises them on its device)."""
 
     def __call__(self, media: Sequence, plans: Sequence[TilePlan]) -> torch.Tensor: ...
 
@@ -60,14 +61,14 @@ def open_image(medium: bytes | Image.Image) -> Image.Image:
 
 
 class PilTileDecoder:
-    """InternVL's own path: PIL decode, PIL bicubic resize and crop, ImageNet normalisation."""
+    """InternVL's own path: PIL decode, PIL bicubic resize and crop; uint8 out."""
 
     def __init__(self, image_size: int) -> None:
         self.image_size = image_size
 
     def __call__(self, media: Sequence, plans: Sequence[TilePlan]) -> torch.Tensor:
         s = self.image_size
-        out = np.empty((sum(p.num_tiles for p in plans), 3, s, s), dtype=np.float32)
+        out = np.empty((sum(p.num_tiles for p in plans), 3, s, s), dtype=np.uint8)
         start = 0
         for medium, plan in zip(media, plans, strict=True):
             pil_tiles(open_image(medium), plan, s, out=out[start:start + plan.num_tiles])

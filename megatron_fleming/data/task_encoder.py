@@ -9,7 +9,7 @@ Stages, in energon's order (`megatron.energon.TaskEncoder`):
   packing buffer holds (no float pixels);
 - select/pack: greedy first-fit decreasing into ``max_seq_len`` tokens (energon's
   ``packing_buffer_size`` turns this on), sequences kept apart by ``cu_seqlens``;
-- post-encode: decode + tile + normalise the images (PIL, or DALI by config) of the samples that
+- post-encode: decode + tile the images to uint8 (PIL, or DALI by config) of the samples that
   made it into a pack;
 - batch: one packed row (or padded rows), padded to a multiple for TP / FP8.
 
@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import random
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
-from megatron.energon import DefaultTaskEncoder, SkipSample, stateless
+from megatron.energon import DefaultTaskEncoder, SkipSample, WorkerConfig, stateless
 from megatron.energon.flavors.crude import CrudeSample
 
 from datakit.energon_format import COOKERS, FlemingInterleavedSample, FlemingVQASample, media_parts
@@ -61,6 +62,10 @@ class TaskEncoderConfig:
     tokens_per_tile: int = 256
     max_seq_len: int = 8192  # longer samples are skipped (counted), never truncated
     v2pe_delta: float = 1.0
+    #: V2PE as InternVL3 trains it: each sample draws its visual position step from this set
+    #: (e.g. 1, 1/2, ..., 1/256), seeded by energon's worker seed and sample index so a restored
+    #: loader draws the same; None: every sample uses `v2pe_delta` (evaluation, inference).
+    v2pe_train_deltas: tuple[float, ...] | None = None
     system_prompt: str | None = INTERNVL3_SYSTEM_PROMPT
     #: Samples of these modalities are frame / slice sequences: one tile per image.
     single_tile_modalities: tuple[str, ...] = ("video", "volume")
@@ -82,6 +87,10 @@ class TaskEncoderConfig:
             (self.tokens_per_tile > 0, f"tokens_per_tile ({self.tokens_per_tile}) must be positive"),
             (self.max_seq_len > 0, f"max_seq_len ({self.max_seq_len}) must be positive"),
             (0 < self.v2pe_delta <= 1, f"v2pe_delta ({self.v2pe_delta}) must be in (0, 1]"),
+            (self.v2pe_train_deltas is None or (len(self.v2pe_train_deltas) > 0 and all(
+                0 < d <= 1 for d in self.v2pe_train_deltas)),
+             f"v2pe_train_deltas ({self.v2pe_train_deltas}) must be a non-empty list of values "
+             "in (0, 1], or null"),
             (self.single_tile_min_images >= 2,
              f"single_tile_min_images ({self.single_tile_min_images}) must be >= 2"),
             (self.layout in ("packed", "padded"), f"layout {self.layout!r}: use 'packed' or 'padded'"),
@@ -104,14 +113,16 @@ class TaskEncoderConfig:
         if unknown:
             raise ValueError(f"TaskEncoderConfig: unknown keys {sorted(unknown)}")
         tiling = TilingConfig(**data.pop("tiling", {}))
-        if "single_tile_modalities" in data:
-            data["single_tile_modalities"] = tuple(data["single_tile_modalities"])
+        for name in ("single_tile_modalities", "v2pe_train_deltas"):
+            if data.get(name) is not None:
+                data[name] = tuple(data[name])
         return cls(tiling=tiling, **data)
 
 
 class FlemingTaskEncoder(DefaultTaskEncoder[FlemingVQASample, EncodedSample, VLMBatch, VLMBatch]):
-    """Energon task encoder for datakit shards (crude ``fleming-vqa/1`` samples, or
-    ``fleming-interleaved/1`` documents where the dataset says so)."""
+    """Energon task encoder for datakit shards (crude ``fleming-vqa/2`` samples: one conversation
+    of one or more turns over media stored once; or ``fleming-interleaved/1`` documents where the
+    dataset says so)."""
 
     cookers = COOKERS
     # Raw bytes from energon: sizes come from headers before packing, pixels after it.
@@ -201,9 +212,26 @@ class FlemingTaskEncoder(DefaultTaskEncoder[FlemingVQASample, EncodedSample, VLM
         input_ids = torch.tensor(prompt.input_ids, dtype=torch.long)
         aligned = torch.tensor(prompt.labels, dtype=torch.long)
         labels = torch.cat([aligned[1:], torch.tensor([IGNORE_INDEX])])  # next-token targets
-        positions = v2pe_position_ids(input_ids[None], self.image_context_id, self.cfg.v2pe_delta)[0]
+        positions = v2pe_position_ids(input_ids[None], self.image_context_id, self.v2pe_delta())[0]
         return EncodedSample.derive_from(sample, input_ids=input_ids, labels=labels,
                                          position_ids=positions, plans=plans, media=list(sample.images))
+
+    def v2pe_delta(self) -> float:
+        """This sample's visual position step: drawn from `v2pe_train_deltas` when training.
+
+        The draw is seeded by energon's worker seed (rank, worker, ``train.seed``) and the index
+        energon gives this sample in pre-encoding, which it restores when it replays a saved
+        packing buffer: a resumed run draws the same steps."""
+        deltas = self.cfg.v2pe_train_deltas
+        if not deltas:
+            return self.cfg.v2pe_delta
+        worker = WorkerConfig.active_worker_config
+        if worker is None:
+            raise RuntimeError("v2pe_train_deltas draws each sample's delta inside energon's "
+                               "loader (seeded by worker and sample index); outside a loader "
+                               "set v2pe_train_deltas to null")
+        draw = random.Random(f"v2pe:{worker.worker_seed()}:{self.current_sample_index}")
+        return draw.choice(deltas)
 
     @stateless
     def postencode_sample(self, sample: EncodedSample) -> EncodedSample:

@@ -10,21 +10,19 @@ The grid is InternVL's `dynamic_preprocess`, re-implemented to give the same til
 3. the RGB image is resized (PIL bicubic) to ``(size*i, size*j)`` and cut row-major into tiles;
 4. with more than one tile, a thumbnail (the whole image resized to ``size x size``) follows.
 
-Tiles are then scaled to [0, 1] and normalised with ImageNet mean/std (torchvision's ``ToTensor``
-+ ``Normalize``, same operation order, so the float32 values are the same).
+Tiles leave the loader as uint8 [tiles, 3, S, S]; the model scales and normalises them with
+ImageNet mean/std on its device (`megatron_fleming.model.pixels`, torchvision's ``ToTensor`` +
+``Normalize`` in the same operation order, so the float32 values are InternVL's).
 """
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from PIL import Image
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -119,34 +117,19 @@ def tile_image(image: Image.Image, plan: TilePlan, image_size: int) -> list[Imag
     return tiles
 
 
-@functools.cache
-def _normalisation_table() -> np.ndarray:
-    """[3, 256] float32: every uint8 value of each channel, normalised with torchvision's
-    ``ToTensor`` + ``Normalize`` operations in their order (so looked-up values equal theirs)."""
-    levels = torch.arange(256).float().div(255)
-    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(3, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(3, 1)
-    return ((levels.view(1, 256) - mean) / std).numpy()
-
-
-def normalize_tiles(tiles: list[Image.Image] | np.ndarray,
-                    out: np.ndarray | None = None) -> torch.Tensor:
-    """uint8 RGB tiles ([n, H, W, 3] or PIL images) -> float32 [n, 3, H, W], ImageNet-normalised.
-
-    A table lookup: one pass over the pixels instead of four (to float, /255, -mean, /std), with
-    the same float32 values. ``out`` ([n, 3, H, W] float32) receives the result if given."""
+def tiles_chw(tiles: list[Image.Image] | np.ndarray, out: np.ndarray | None = None) -> torch.Tensor:
+    """uint8 RGB tiles ([n, H, W, 3] or PIL images) -> uint8 [n, 3, H, W]; ``out`` receives them
+    if given."""
     array = np.stack([np.asarray(t) for t in tiles]) if isinstance(tiles, list) else tiles
     n, h, w, _ = array.shape
     if out is None:
-        out = np.empty((n, 3, h, w), dtype=np.float32)
-    table = _normalisation_table()
-    for c in range(3):
-        out[:, c] = table[c][array[..., c]]
+        out = np.empty((n, 3, h, w), dtype=np.uint8)
+    out[...] = array.transpose(0, 3, 1, 2)
     return torch.from_numpy(out)
 
 
 def pil_tiles(image: Image.Image, plan: TilePlan, image_size: int,
               out: np.ndarray | None = None) -> torch.Tensor:
-    """The PIL path end to end: RGB, tiles, normalised [num_tiles, 3, size, size]."""
+    """The PIL path end to end: RGB, tiles, uint8 [num_tiles, 3, size, size]."""
     rgb = image if image.mode == "RGB" else image.convert("RGB")
-    return normalize_tiles(tile_image(rgb, plan, image_size), out=out)
+    return tiles_chw(tile_image(rgb, plan, image_size), out=out)

@@ -10,7 +10,9 @@ batched, deterministic (same requests in the same order -> the same responses).
 Both encode with ``megatron_fleming.generate.inputs.RequestEncoder`` (the training task
 encoder's renderer and tiling), each image of a request tiled on its own up to ``max_tiles`` as
 MedEvalKit's ``load_image`` does; both never generate ``<IMG_CONTEXT>``, stop at ``<|im_end|>``
-only (InternVL's ``chat``) and decode the response as it does (``response_text``).
+only (InternVL's ``chat``) and decode the response as it does (``response_text``). The encoder's
+tiles are uint8: our model normalises them on its device, and the transformers backend normalises
+them with the same function (`model.pixels.normalize_pixels`) before ``generate``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from megatron_fleming.eval import BACKENDS
 from megatron_fleming.generate.inputs import RequestEncoder
 from megatron_fleming.generate.requests import Request
 from megatron_fleming.generate.sampling import SamplingParams
+from megatron_fleming.model.pixels import normalize_pixels
 
 if TYPE_CHECKING:
     from megatron_fleming.generate.loading import LoadedModel
@@ -150,7 +153,12 @@ class TransformersBackend:
             ids[row, width - len(p.input_ids):] = torch.tensor(p.input_ids)
             mask[row, width - len(p.input_ids):] = 1
         pixels = [p.pixel_values for p in prepared if p.pixel_values is not None]
-        kwargs = {"pixel_values": torch.cat(pixels).to(self.device, self.dtype)} if pixels else {}
+        # The encoder's tiles are uint8 (our model normalises them itself); transformers' model
+        # takes ImageNet-normalised floats, normalised here by the same function.
+        kwargs = {}
+        if pixels:
+            tiles = normalize_pixels(torch.cat(pixels).to(self.device))
+            kwargs["pixel_values"] = tiles.to(self.dtype)
         generated = self.model.generate(
             input_ids=ids.to(self.device), attention_mask=mask.to(self.device), max_new_tokens=self.config.max_new_tokens,
             do_sample=False, num_beams=1, eos_token_id=self.eos, pad_token_id=self.pad,

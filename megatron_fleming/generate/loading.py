@@ -3,7 +3,9 @@
 Three sources, each read the way the rest of the project reads it:
 
 - a Hugging Face InternVL folder (either layout): converted in memory by the conversion rules
-  (`convert.mcore_mapping`), each rank copying only its shard; V2PE delta 1 unless told;
+  (`convert.mcore_mapping`), each rank copying only its shard, the vocabulary padded as
+  `fleming convert hf-to-mcore --tp N` pads it (Megatron-LM's 128 x TP: any TP splits it; the
+  padded rows are masked, never sampled); V2PE delta 1 unless told;
 - a converted Megatron checkpoint (`fleming convert hf-to-mcore`): dist-checkpoint +
   `fleming_hf.json` (model config) + `hf_assets/` (tokenizer, generation config);
 - a training run folder or one of its `iter_*` checkpoints: `config.yaml` gives the model, the
@@ -24,7 +26,7 @@ from typing import Any, Iterable
 import torch
 
 from megatron_fleming.data.tokenizer import IM_END, ChatTokenizer, load_tokenizer
-from megatron_fleming.model.config import ParallelConfig, VLMConfig
+from megatron_fleming.model.config import ParallelConfig, VLMConfig, megatron_vocab_pad_multiple
 from megatron_fleming.model.parallel import build_model_chunks, unwrap
 
 TRAIN_CONFIG = "config.yaml"
@@ -69,10 +71,6 @@ def _build(cfg: VLMConfig, par: ParallelConfig) -> torch.nn.Module:
     if par.virtual_pipeline_parallel:
         raise ValueError("generation runs without virtual pipeline stages; unset "
                          "virtual_pipeline_parallel")
-    if cfg.language.padded_vocab_size % par.tensor_parallel:
-        raise ValueError(f"the vocabulary ({cfg.language.padded_vocab_size} rows) does not split "
-                         f"over tensor-parallel size {par.tensor_parallel}; use a --tp that "
-                         "divides it or a checkpoint converted with vocabulary padding")
     return build_model_chunks(cfg, par)[0]
 
 
@@ -88,7 +86,8 @@ def load_hf(folder: Path, par: ParallelConfig, v2pe_delta: float | None = None) 
     heads = _vision_padded_heads(ck.config.vision_config.num_attention_heads, par.tensor_parallel,
                                  None)
     cfg = VLMConfig.from_hf(ck.config, num_padded_heads=heads,
-                            v2pe_delta=1.0 if v2pe_delta is None else v2pe_delta)
+                            v2pe_delta=1.0 if v2pe_delta is None else v2pe_delta,
+                            vocab_pad_multiple=megatron_vocab_pad_multiple(par.tensor_parallel))
     rules = hf_to_mcore(cfg)
     check_rules_cover(rules, ck.tensors, f"{folder} -> FlemingVLM")
     model = _build(cfg, par)

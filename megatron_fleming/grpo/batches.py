@@ -59,7 +59,10 @@ def _encoded(seq: TrainingSequence, key: str, image_id: int, delta: float) -> En
     labels = torch.full_like(ids, IGNORE_INDEX)
     labels[len(r.prompt_ids) - 1:] = torch.tensor(r.token_ids, dtype=torch.long)
     positions = v2pe_position_ids(ids[None], image_id, delta)[0]
-    pixels = r.pixel_values if r.pixel_values is not None else torch.zeros(0)
+    # A text-only prompt adds no tiles: an empty uint8 tensor, so concatenating it with other
+    # sequences' uint8 tiles keeps uint8 (a float one would promote the row's tiles to
+    # un-normalised floats, which the model takes as normalised).
+    pixels = r.pixel_values if r.pixel_values is not None else torch.zeros(0, dtype=torch.uint8)
     return EncodedSample(__key__=key, __restore_key__=(), input_ids=ids, labels=labels,
                          position_ids=positions, plans=[], media=[], pixel_values=pixels)
 

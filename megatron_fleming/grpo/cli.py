@@ -38,5 +38,5 @@ def add_grpo_parser(commands: argparse._SubParsersAction) -> None:
     grpo.add_argument("--stop-marker", type=Path, default=None,
                       help="file written when a signal stopped the run after its checkpoint")
     grpo.add_argument("overrides", nargs="*", metavar="section.key=value",
-                      help="config overrides, values parsed as YAML (e.g. train.iters=10)")
+                      help="config overrides, values parsed as YAML (e.g. train.prompts=64)")
     grpo.set_defaults(func=_cmd_grpo)

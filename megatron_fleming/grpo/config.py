@@ -8,10 +8,13 @@ one tile per image, 4 mini-batch updates per rollout batch, gradient clip 1.0. W
 open has a named default here: clip eps 0.2, the k3 KL estimator, population std + 1e-4,
 token-mean aggregation, 1024 response tokens, the judge model.
 
-Counting: one iteration (``train.iters``) is one rollout batch of ``grpo.prompts_per_step``
-prompts (all data-parallel ranks together) x ``grpo.generations`` samples, followed by
-``grpo.mini_batches`` optimizer updates; the learning-rate schedule counts updates
-(iters x mini_batches). One epoch of the 100K-prompt set at 32 prompts per step is 3125 iters.
+Counting: as stages 1-3 count conversations (`train.schedule`), stage 4 counts prompts, never
+steps: the stage is ``train.prompts`` prompts or ``train.epochs`` passes over the GRPO set (the
+paper: 1 epoch), from energon's index. One iteration is one rollout batch of
+``grpo.prompts_per_step`` prompts (all data-parallel ranks together) x ``grpo.generations``
+samples, followed by ``grpo.mini_batches`` optimizer updates; the prompts it consumed (and the
+ones skipped to draw it) advance the count, which drives warmup, cosine decay, the stop and the
+logged epoch. One epoch of the 100K-prompt set at 128 prompts per step is 782 iterations.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from megatron_fleming.train.config import (
     apply_override,
 )
 from megatron_fleming.train.fp8 import Fp8Config, check_fp8
+from megatron_fleming.train.schedule import StageLength
 
 #: The instruction that asks for the rewarded format (R1-style, as EasyR1 / VLM-R1 prompt it).
 GRPO_SYSTEM_PROMPT = (
@@ -87,7 +91,9 @@ class GRPOSection:
     max_tokens_per_microbatch: int = 16384
     #: Prompts whose N samples the engine decodes together (a batch of N x this rows).
     rollout_prompts: int = 4
-    #: V2PE step of visual tokens in rollouts and updates alike; None: the model config's.
+    #: V2PE step of visual tokens, one fixed value for every sequence in rollouts, reference,
+    #: consistency check and updates alike (stage 3's per-sample draws, v2pe_train_deltas, are
+    #: training-only); None: the model config's inference value.
     v2pe_delta: float | None = None
     #: The rollout-vs-trainer log-prob check runs every this many iterations (0: never) ...
     logprob_check_interval: int = 1
@@ -163,15 +169,23 @@ class RewardSection:
 
 @dataclass(frozen=True)
 class LoopSection:
-    iters: int | None  # rollout batches; None only so the command line can set it
+    #: The stage's length, exactly one of: prompts consumed, or passes over the GRPO set
+    #: (counted in prompts from energon's index; the paper trains stage 4 for 1 epoch).
+    prompts: int | None = None
+    epochs: float | None = None
     seed: int = 1234
     log_interval: int = 1
     exit_interval: int | None = None  # stop (after a checkpoint, exit 0) at multiples of this
 
     def __post_init__(self) -> None:
-        _require(isinstance(self.iters, int) and self.iters >= 1,
-                 f"train.iters is {self.iters!r}: set it to the number of rollout batches "
-                 "(one epoch = prompts / grpo.prompts_per_step), e.g. train.iters=3125")
+        _require((self.prompts is None) != (self.epochs is None),
+                 f"train.prompts is {self.prompts!r} and train.epochs is {self.epochs!r}: set "
+                 "exactly one, the stage's length in prompts or in passes over the GRPO set "
+                 "(e.g. train.epochs=1, as the paper trains stage 4)")
+        _require(self.prompts is None or (isinstance(self.prompts, int) and self.prompts >= 1),
+                 f"train.prompts ({self.prompts!r}) must be an integer >= 1")
+        _require(self.epochs is None or (isinstance(self.epochs, (int, float)) and self.epochs > 0),
+                 f"train.epochs ({self.epochs!r}) must be > 0")
         _require(self.log_interval >= 1, "train.log_interval must be >= 1")
         _require(self.exit_interval is None or self.exit_interval >= 1,
                  "train.exit_interval must be >= 1, or null")
@@ -211,10 +225,10 @@ class GRPOConfig:
     def vlm_config(self) -> VLMConfig:
         return self.model.build()
 
-    @property
-    def total_updates(self) -> int:
-        """Optimizer updates of the whole run: what the learning-rate schedule counts."""
-        return self.train.iters * self.grpo.mini_batches
+    def stage_length(self) -> StageLength:
+        """The stage's length in prompts (reads the GRPO set's energon index)."""
+        return StageLength.counted(self.data.path, self.data.split, count=self.train.prompts,
+                                   epochs=self.train.epochs, unit="prompts")
 
     def prompts_per_rank(self, data_parallel: int) -> int:
         """Prompts each data-parallel replica draws per iteration."""

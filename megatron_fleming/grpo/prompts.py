@@ -80,12 +80,20 @@ class GRPOTaskEncoder(FlemingTaskEncoder):
         value = turns[0].get("value")
         return value if isinstance(value, str) else None
 
+    @staticmethod
+    def _turn_fields(meta: dict) -> dict:
+        """The one turn's question type, options and answer (``fleming-vqa/2`` keeps them per
+        turn in ``turns``); a sample of several turns has none (GRPO asks one question)."""
+        turns = meta.get("turns")
+        return turns[0] if isinstance(turns, list) and len(turns) == 1 and isinstance(turns[0], dict) else {}
+
     @stateless
     def preencode_sample(self, sample: FlemingVQASample) -> PromptSample:
         meta = sample.meta
-        qtype = meta.get("question_type")
+        turn = self._turn_fields(meta)
+        qtype = turn.get("question_type")
         question = self._question_turn(sample) if isinstance(sample, FlemingVQASample) else None
-        answer = meta.get("answer")
+        answer = turn.get("answer")
         if qtype not in VERIFIABLE or question is None or not isinstance(answer, str) \
                 or not answer.strip():
             raise self.skips.skip("unverifiable", sample,
@@ -102,7 +110,7 @@ class GRPOTaskEncoder(FlemingTaskEncoder):
         if len(ids) > self.cfg.max_seq_len:
             raise self.skips.skip("too_long", sample,
                                   f"{len(ids)} prompt tokens > max_prompt_len {self.cfg.max_seq_len}")
-        options = tuple(meta.get("options") or ()) if qtype == "mcq" else ()
+        options = tuple(turn.get("options") or ()) if qtype == "mcq" else ()
         key = AnswerKey(question_type=qtype, answer=answer, options=options,
                         question=question.replace(IMAGE_PLACEHOLDER, "").strip())
         return PromptSample.derive_from(sample, prompt_ids=ids, answer=key,

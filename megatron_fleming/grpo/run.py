@@ -67,7 +67,8 @@ def _run(cfg: GRPOConfig, vlm, preemption: PreemptionSignal, stop_marker,
                                  seed=cfg.train.seed, dp_rank=parallel_state.get_data_parallel_rank(),
                                  dp_size=dp)
     first_of_replica = parallel_state.get_model_parallel_group().rank() == 0
-    module = GRPOTrainModule(cfg, vlm, tokenizer, build_scorer(cfg) if first_of_replica else None)
+    module = GRPOTrainModule(cfg, vlm, tokenizer, build_scorer(cfg) if first_of_replica else None,
+                             cfg.stage_length())
     checkpointer = Checkpointer(cfg.checkpoint)
     if cfg.checkpoint.init_from:
         check_tokenizer(tokenizer, cfg.checkpoint.init_from)

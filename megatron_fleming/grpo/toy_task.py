@@ -81,7 +81,7 @@ def write_letter_task(out_dir: str | Path, *, count: int, seed: int = 0,
             conversation=[{"from": "human", "value": question}, {"from": "gpt", "value": letter}],
             answer=letter, media=[Media(data=png, ext="png", width=56, height=56)],
             options=options, provenance={"shown": options[shown], "label_noise": label_noise})
-        writer.add_sample(sample.key, sample.parts())
+        writer.add_sample(sample.key, sample.shard_parts())
     writer.close()
     energon_format.write_dataset_yaml(out, "toy_letters")
     energon_format.prepare(out, names, split_patterns=[("train", "grpo-.*")])

@@ -12,7 +12,12 @@ ranks, which see the same prompts):
 5. ``grpo.mini_batches`` optimizer updates, each over a contiguous share of the kept sequences,
    packed into micro-batches and run through megatron's schedule (any TP/PP, DDP + distributed
    optimizer); a mini-batch that is empty on every rank is skipped (its learning-rate step still
-   taken, so the schedule stays tied to iterations).
+   taken, so the schedule stays tied to the prompts consumed).
+
+The stage is counted in prompts, as stages 1-3 count conversations (`train.schedule`): the
+prompts an iteration consumed over all data-parallel replicas (drawn + skipped) are split
+evenly over its updates, each advancing megatron's learning-rate scheduler by its share before
+it steps; the stage is finished once its prompts are consumed.
 
 Metrics are reduced over all ranks (one rank per replica contributes each quantity) and come back
 identical on every rank. The module is a `train.protocol.StageModule`: `train.trainer.Trainer`
@@ -21,13 +26,12 @@ runs the loop, checkpoints, logging and preemption for it as for stages 1-3.
 
 from __future__ import annotations
 
-import time
 import math
+import time
 from collections import Counter
 
 import torch
 from megatron.core import parallel_state
-from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 from megatron.core.pipeline_parallel import get_forward_backward_func
 
 from megatron_fleming.data.tokenizer import ChatTokenizer
@@ -50,11 +54,18 @@ from megatron_fleming.grpo.reference import ReferenceWeights
 from megatron_fleming.grpo.rewards import RewardScorer
 from megatron_fleming.grpo.rollout import Rollout, generate_rollouts
 from megatron_fleming.model.config import VLMConfig
-from megatron_fleming.train.optim import _torch_adams, prepare_optimizer_for_load
+from megatron_fleming.train.optim import _torch_adams, build_scheduler, prepare_optimizer_for_load
 from megatron_fleming.train.protocol import StepReport
+from megatron_fleming.train.schedule import StageLength, global_consumed
 from megatron_fleming.train.train_module import StageModel
 
 PHASES = ("rollout", "reward", "reference", "check", "update")
+
+
+def update_shares(consumed: int, updates: int) -> list[int]:
+    """`consumed` prompts split over `updates` optimizer updates in integer shares that sum to it
+    (each update advances the schedule by its share)."""
+    return [consumed * (k + 1) // updates - consumed * k // updates for k in range(updates)]
 
 
 def _mp_broadcast(tensor: torch.Tensor) -> torch.Tensor:
@@ -77,10 +88,10 @@ class GRPOTrainModule(StageModel):
         ("logprob_error_ratio", ".6f"), ("lr", ".3e"))
 
     def __init__(self, cfg: GRPOConfig, vlm: VLMConfig, tokenizer: ChatTokenizer,
-                 scorer: RewardScorer | None) -> None:
-        super().__init__(cfg, vlm, stage=4)
+                 scorer: RewardScorer | None, length: StageLength) -> None:
+        super().__init__(cfg, vlm, 4, length)
         self.tokenizer = tokenizer
-        self.scheduler = build_update_scheduler(cfg, self.optimizer)
+        self.scheduler = build_scheduler(cfg, self.optimizer, length)
         self.scorer = scorer  # None except on each replica's first rank
         g = cfg.grpo
         self.delta = vlm.v2pe_delta if g.v2pe_delta is None else g.v2pe_delta
@@ -169,12 +180,13 @@ class GRPOTrainModule(StageModel):
                 sums[3] += part[3]
         return sums
 
-    def _update(self, sequences: list[TrainingSequence],
-                present: int) -> tuple[torch.Tensor, bool, float | None]:
+    def _update(self, sequences: list[TrainingSequence], present: int,
+                advance: int) -> tuple[torch.Tensor, bool, float | None]:
         """One optimizer update over this rank's `sequences` (`present`: how many all ranks
-        hold); returns the summed statistics, whether the update was applied, the grad norm."""
+        hold), at the learning rate of the prompt count advanced by `advance`; returns the summed
+        statistics, whether the update was applied, the grad norm."""
         stats = torch.zeros(len(STATS), dtype=torch.float64)
-        self.scheduler.step(1)
+        self.scheduler.step(advance)
         if present == 0:
             return stats, False, None
         micro = self._pack(sequences)
@@ -206,6 +218,7 @@ class GRPOTrainModule(StageModel):
     def train_step(self, batch: PromptBatch, iteration: int) -> StepReport:
         g, seconds, counts = self.cfg.grpo, dict.fromkeys(PHASES, 0.0), Counter()
         prompts = batch.prompts
+        consumed = global_consumed([batch], self.device)  # drawn + skipped, all replicas
         clock = time.perf_counter()
 
         def lap(phase: str) -> None:
@@ -239,22 +252,23 @@ class GRPOTrainModule(StageModel):
         present = torch.tensor([len(p) for p in parts], dtype=torch.float64, device=self.device)
         torch.distributed.all_reduce(present)  # a mini-batch empty on every rank is skipped
         stand_in = TrainingSequence(groups[0][0], 0.0, weight=0.0) if groups else None
-        for part, everywhere in zip(parts, present.tolist()):
+        shares = update_shares(consumed, g.mini_batches)
+        for part, everywhere, share in zip(parts, present.tolist(), shares):
             chosen = [sequences[i] for i in part]
             train_tokens += sum(len(s) for s in chosen)
-            part_stats, ok, norm = self._update(chosen or [stand_in], int(everywhere))
+            part_stats, ok, norm = self._update(chosen or [stand_in], int(everywhere), share)
             stats += part_stats
             if ok:
                 applied += 1
                 grad_norm = norm
         lap("update")
         return self._reduce(iteration, groups, rewards, adv.num_skipped, drift, stats, seconds,
-                            train_tokens, grad_norm, applied, counts, batch.skipped)
+                            train_tokens, grad_norm, applied, counts, batch.skipped, consumed)
 
     # ------------------------------------------------------------------ metrics
 
     def _reduce(self, iteration, groups, rewards, skipped_groups, drift, stats, seconds,
-                train_tokens, grad_norm, applied, counts, data_skipped) -> StepReport:
+                train_tokens, grad_norm, applied, counts, data_skipped, consumed) -> StepReport:
         flat = [r for group in groups for r in group]
         data = torch.zeros(9, dtype=torch.float64)
         if self.reports_data:
@@ -312,22 +326,4 @@ class GRPOTrainModule(StageModel):
         metrics = {k: None if isinstance(v, float) and math.isnan(v) else v
                    for k, v in metrics.items()}
         return StepReport(metrics=metrics, samples=int(summed[7]), tokens=int(train_tok),
-                          skipped=total_skipped, counts=total_counts)
-
-
-def build_update_scheduler(cfg: GRPOConfig, optimizer) -> OptimizerParamScheduler:
-    """megatron's scheduler counted in optimizer updates (iters x mini_batches), stepped before
-    each update as stages 1-3 do; warmup is the configured fraction of the updates."""
-    import math
-
-    total = cfg.total_updates
-    warmup = math.ceil(cfg.schedule.warmup_ratio * total)
-    if warmup >= total:
-        raise ValueError(f"schedule.warmup_ratio {cfg.schedule.warmup_ratio} leaves no decay in "
-                         f"{total} updates; lower it or train longer")
-    opt = cfg.optimizer
-    return OptimizerParamScheduler(
-        optimizer, init_lr=0.0, max_lr=opt.lr, min_lr=opt.min_lr, lr_warmup_steps=warmup,
-        lr_decay_steps=total, lr_decay_style=cfg.schedule.style, start_wd=opt.weight_decay,
-        end_wd=opt.weight_decay, wd_incr_steps=total, wd_incr_style="constant",
-        use_checkpoint_opt_param_scheduler=False, override_opt_param_scheduler=False)
+                          consumed=consumed, skipped=total_skipped, counts=total_counts)

@@ -102,6 +102,8 @@ class LanguageConfig:
     tie_word_embeddings: bool = False
     # Embedding / LM-head rows are padded to a multiple of this so TP divides them; padded logits
     # are masked out (set to the dtype's minimum) before the loss and in returned logits.
+    # Megatron-LM pads to make_vocab_size_divisible_by (128) x TP; `fleming convert hf-to-mcore`
+    # does the same and records the multiple, which later runs at any TP dividing it keep.
     vocab_pad_multiple: int = 1
 
     def __post_init__(self) -> None:
@@ -121,6 +123,17 @@ class LanguageConfig:
     @property
     def padded_vocab_size(self) -> int:
         return -(-self.vocab_size // self.vocab_pad_multiple) * self.vocab_pad_multiple
+
+
+#: Megatron-LM's default --make-vocab-size-divisible-by.
+MAKE_VOCAB_SIZE_DIVISIBLE_BY = 128
+
+
+def megatron_vocab_pad_multiple(tensor_parallel: int,
+                                divisible_by: int = MAKE_VOCAB_SIZE_DIVISIBLE_BY) -> int:
+    """Megatron-LM's rule: vocabulary rows padded to a multiple of divisible_by x TP (what
+    `fleming convert hf-to-mcore` and a Hugging Face folder loaded for generation use)."""
+    return divisible_by * tensor_parallel
 
 
 @dataclass(frozen=True)
@@ -199,6 +212,10 @@ class ParallelConfig:
     dtype: Literal["fp32", "bf16"] = "fp32"
     transformer_impl: Literal["local", "transformer_engine"] = "local"
     recompute_activations: bool = False
+    #: Language layers on pipeline stage 0, which also holds the ViT and the projector (the
+    #: InternViT-6B is ~6B parameters: stage 0 takes fewer LLM layers); the other stages split
+    #: the rest evenly. None: every stage the same share.
+    first_stage_layers: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # passed through to TransformerConfig
 
     def __post_init__(self) -> None:
@@ -208,12 +225,43 @@ class ParallelConfig:
                  f"transformer_impl is {self.transformer_impl!r}; use 'local' or 'transformer_engine'")
         _require(self.device == "cuda" or self.transformer_impl == "local",
                  "Transformer Engine layers need a GPU; on CPU set transformer_impl='local'")
-        needs_te = self.sequence_parallel or self.context_parallel > 1
-        _require(not needs_te or (self.device == "cuda" and self.transformer_impl != "local"),
-                 "sequence and context parallelism need Transformer Engine on GPU: set "
-                 "device='cuda' and transformer_impl='transformer_engine', or on CPU "
-                 "sequence_parallel=False and context_parallel=1")
         _require(self.sequence_parallel is False or self.tensor_parallel > 1,
                  "sequence_parallel needs tensor_parallel > 1")
         for name in ("tensor_parallel", "pipeline_parallel", "context_parallel"):
             _require(getattr(self, name) >= 1, f"{name} must be >= 1")
+        # Refused, not accepted: megatron would build CP groups but nothing here splits tokens,
+        # labels, V2PE positions and image embeddings per CP rank (get_batch_on_this_cp_rank),
+        # and megatron-core 0.16.1's mRoPE slices fp32 positions for the bshd layout only, so a
+        # packed (THD) row would rotate by the wrong positions: it would train silently wrong.
+        _require(self.context_parallel == 1,
+                 f"parallel.context_parallel is {self.context_parallel}: context parallelism is "
+                 "not supported (nothing splits the packed row, V2PE positions and image "
+                 "embeddings per CP rank); set context_parallel: 1 and use tensor, pipeline or "
+                 "data parallelism")
+        _require(self.first_stage_layers is None or (
+            self.pipeline_parallel > 1 and self.virtual_pipeline_parallel is None
+            and self.first_stage_layers >= 1),
+            f"parallel.first_stage_layers ({self.first_stage_layers}) needs pipeline_parallel > 1, "
+            "no virtual_pipeline_parallel, and at least 1 layer")
+        owned = {"tensor_model_parallel_size", "pipeline_model_parallel_size",
+                 "context_parallel_size", "sequence_parallel",
+                 "num_layers_in_first_pipeline_stage"} & set(self.extra)
+        _require(not owned, f"parallel.extra sets {sorted(owned)}: use parallel.tensor_parallel, "
+                            "pipeline_parallel, context_parallel, sequence_parallel and "
+                            "first_stage_layers")
+
+    def language_layers_per_stage(self, num_layers: int) -> list[int]:
+        """Language layers on each pipeline stage (virtual stages of a rank counted together)."""
+        pp = self.pipeline_parallel
+        if self.first_stage_layers is None:
+            stages = pp * (self.virtual_pipeline_parallel or 1)
+            _require(num_layers % stages == 0,
+                     f"language.num_layers ({num_layers}) is not divisible by pipeline stages "
+                     f"({stages}); change pipeline_parallel or set parallel.first_stage_layers")
+            return [num_layers // pp] * pp
+        rest = num_layers - self.first_stage_layers
+        _require(0 < rest and rest % (pp - 1) == 0,
+                 f"parallel.first_stage_layers ({self.first_stage_layers}) leaves {rest} of "
+                 f"{num_layers} language layers for the other {pp - 1} stage(s): they must split "
+                 "evenly and not be empty")
+        return [self.first_stage_layers] + [rest // (pp - 1)] * (pp - 1)

@@ -88,10 +88,7 @@ def language_transformer_config(cfg: VLMConfig, par: ParallelConfig) -> Transfor
         raise ValueError(f"the vocabulary ({lang.padded_vocab_size} rows) is not divisible by "
                          f"tensor_parallel ({par.tensor_parallel}); set language.vocab_pad_multiple "
                          f"to a multiple of {par.tensor_parallel} (Megatron-LM pads to 128 x TP)")
-    stages = par.pipeline_parallel * (par.virtual_pipeline_parallel or 1)
-    if lang.num_layers % stages:
-        raise ValueError(f"language.num_layers ({lang.num_layers}) is not divisible by "
-                         f"pipeline stages ({stages}); change pipeline_parallel")
+    par.language_layers_per_stage(lang.num_layers)  # raises naming the fix if they do not split
     kwargs = common_kwargs(par)
     if par.device == "cuda":
         kwargs.update(bias_dropout_fusion=True, bias_activation_fusion=True)  # SwiGLU fusion is exact
@@ -113,6 +110,7 @@ def language_transformer_config(cfg: VLMConfig, par: ParallelConfig) -> Transfor
         mrope_section=[lang.head_dim // 2, 0, 0],
         pipeline_model_parallel_size=par.pipeline_parallel,
         virtual_pipeline_model_parallel_size=par.virtual_pipeline_parallel,
+        num_layers_in_first_pipeline_stage=par.first_stage_layers,
         context_parallel_size=par.context_parallel,
         sequence_parallel=par.sequence_parallel,
         variable_seq_lengths=True,  # VLM samples differ in length; PP sends shapes first

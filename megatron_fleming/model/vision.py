@@ -14,6 +14,7 @@ from megatron.core.transformer.transformer_block import TransformerBlock
 from megatron.core.transformer.transformer_config import TransformerConfig
 
 from megatron_fleming.model.config import VisionConfig
+from megatron_fleming.model.pixels import normalize_pixels
 from megatron_fleming.model.vision_layers import TransformerImpl, internvit_layer_spec
 
 
@@ -35,7 +36,12 @@ class InternViTEmbeddings(MegatronModule):
             torch.nn.init.normal_(self.position_embedding, std=std)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """[tiles, C, H, W] -> [1 + patches, tiles, Dv] (megatron's sequence-first layout)."""
+        """[tiles, C, H, W] -> [1 + patches, tiles, Dv] (megatron's sequence-first layout).
+
+        uint8 tiles (what the data loader sends) are normalised here, on the model's device;
+        float tiles are taken as normalised."""
+        if pixel_values.dtype == torch.uint8:
+            pixel_values = normalize_pixels(pixel_values)
         patches = self.patch_embedding(pixel_values.to(self.patch_embedding.weight.dtype))
         patches = patches.flatten(2).transpose(1, 2)  # [tiles, patches, Dv], row-major grid
         if patches.shape[1] != self.num_patches:

@@ -7,8 +7,9 @@ stage runs its share of the Qwen2.5 decoder with V2PE positions; the last stage 
 per-token losses. Between stages megatron's schedules move activations (`set_input_tensor`).
 
 Packing: a batch of one row holding several sequences, delimited by `cu_seqlens`. Positions
-restart per sequence; attention is block-diagonal causal, as a boolean mask with local layers
-(CPU) or as THD `PackedSeqParams` with Transformer Engine (GPU).
+restart per sequence; attention is block-diagonal causal through THD `PackedSeqParams` whose
+boundaries also cover the trailing padding (`packed`), the same params with Transformer Engine
+(GPU) and local layers (CPU).
 
 Generation (`megatron_fleming.generate`) calls `embed` once per prompt batch (the vision encoder
 runs there, once) and then `forward` with `decoder_input` (those embeddings, or one token's) and
@@ -21,13 +22,13 @@ from __future__ import annotations
 
 import torch
 from megatron.core import parallel_state, tensor_parallel
-from megatron.core.packed_seq_params import PackedSeqParams
 from megatron.core.transformer.enums import ModelType
 from megatron.core.transformer.module import MegatronModule
 from megatron.core.transformer.spec_utils import build_module
 
 from megatron_fleming.model.config import ParallelConfig, VLMConfig
 from megatron_fleming.model.language import build_language_model
+from megatron_fleming.model.packed import packed_seq_params as thd_params
 from megatron_fleming.model.pixel_shuffle import pixel_unshuffle
 from megatron_fleming.model.projector import projector_spec
 from megatron_fleming.model.transformer_config import (
@@ -39,25 +40,6 @@ from megatron_fleming.model.v2pe import mrope_position_ids, v2pe_position_ids
 from megatron_fleming.model.vision import InternViT
 
 IGNORE_INDEX = -100
-
-
-def block_causal_mask(cu_seqlens: torch.Tensor, seq_len: int) -> torch.Tensor:
-    """[1, 1, s, s] boolean mask, True = masked: causal within each packed sequence only."""
-    segment = torch.zeros(seq_len, dtype=torch.long, device=cu_seqlens.device)
-    segment[cu_seqlens[1:-1].long()] = 1
-    segment = segment.cumsum(0)
-    segment[cu_seqlens[-1].long():] = -1  # trailing padding attends only to itself
-    idx = torch.arange(seq_len, device=cu_seqlens.device)
-    allowed = (segment[:, None] == segment[None, :]) & (idx[None, :] <= idx[:, None])
-    allowed |= torch.eye(seq_len, dtype=torch.bool, device=cu_seqlens.device)
-    return ~allowed[None, None]
-
-
-def thd_packed_seq_params(cu_seqlens: torch.Tensor) -> PackedSeqParams:
-    cu = cu_seqlens.to(torch.int32)
-    longest = int((cu[1:] - cu[:-1]).max())
-    return PackedSeqParams(qkv_format="thd", cu_seqlens_q=cu, cu_seqlens_kv=cu,
-                           max_seqlen_q=longest, max_seqlen_kv=longest)
 
 
 class FlemingVLM(MegatronModule):
@@ -145,10 +127,8 @@ class FlemingVLM(MegatronModule):
                                              self.cfg.v2pe_delta, cu_seqlens)
         packed_seq_params = None
         if cu_seqlens is not None:
-            if self.par.transformer_impl == "local":
-                attention_mask = block_causal_mask(cu_seqlens, input_ids.shape[1])
-            else:
-                packed_seq_params = thd_packed_seq_params(cu_seqlens)
+            packed_seq_params = thd_params(cu_seqlens, input_ids.shape[1])
+            attention_mask = None
         if self.pre_process and decoder_input is None:
             decoder_input = self._embed(input_ids, pixel_values)
             if self.config.sequence_parallel:

@@ -33,7 +33,9 @@ import torch
 from megatron.core import dist_checkpointing, parallel_state, tensor_parallel
 from megatron.core.dist_checkpointing.mapping import ShardedObject
 
-from megatron_fleming.train.config import CheckpointSection
+from megatron_fleming.convert.mcore_checkpoint import RECORD_FILE, ConversionRecord
+from megatron_fleming.model.config import VLMConfig
+from megatron_fleming.train.config import CheckpointSection, ModelSection
 from megatron_fleming.train.optim import prepare_optimizer_for_load, restore_adam_steps
 from megatron_fleming.train.train_module import StageModel
 
@@ -98,6 +100,32 @@ def _per_rank_object(key: str, value: Any) -> ShardedObject:
 
 def _unpickle(blob: torch.Tensor) -> Any:
     return pickle.loads(blob.numpy().tobytes())
+
+
+def saved_model_config(folder: Path) -> VLMConfig | None:
+    """The model a checkpoint holds: a conversion's record, or a training run's saved config."""
+    if (folder / RECORD_FILE).is_file():
+        return ConversionRecord.read(folder).vlm
+    config = dist_checkpointing.load_common_state_dict(str(folder)).get("config")
+    if not isinstance(config, dict) or "model" not in config:
+        return None
+    return ModelSection(**config["model"]).build()
+
+
+def check_vocabulary(folder: Path, vlm: VLMConfig) -> None:
+    """The padded vocabulary is part of the weights' shape: say which setting to change."""
+    saved = saved_model_config(folder)
+    if saved is None:
+        return
+    have, want = saved.language.padded_vocab_size, vlm.language.padded_vocab_size
+    if have != want or saved.language.vocab_size != vlm.language.vocab_size:
+        raise ValueError(
+            f"{folder} holds a vocabulary of {saved.language.vocab_size} tokens padded to {have} "
+            f"rows (language.vocab_pad_multiple {saved.language.vocab_pad_multiple}), but this "
+            f"run's model pads {vlm.language.vocab_size} to {want}: set "
+            f"model.overrides.language.vocab_pad_multiple: {saved.language.vocab_pad_multiple} "
+            "(or convert again with `fleming convert hf-to-mcore --make-vocab-size-divisible-by`"
+            " x --tp giving this run's multiple)")
 
 
 class Checkpointer:
@@ -175,6 +203,7 @@ class Checkpointer:
     def init_model(self, module: StageModel, path: str | Path) -> Path:
         """Model weights only (a converted checkpoint or another stage's run), any TP/PP."""
         folder = resolve_checkpoint(path)
+        check_vocabulary(folder, module.vlm)
         state = dist_checkpointing.load(module.model_sharded_state_dict(), str(folder))
         module.load_model_state_dict(state)
         # Optimizers with separate fp32 main weights (bf16, distributed) must copy them again.

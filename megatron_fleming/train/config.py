@@ -9,7 +9,8 @@ dataclasses; every check names the field and the fix, and nothing is silently re
 Batch sizes count what energon batches: packed sequences when packing is on (each up to
 ``data.task_encoder.max_seq_len`` tokens), conversations otherwise. ``global_batch_size`` =
 ``micro_batch_size`` x data-parallel size x gradient-accumulation steps; the loss is per token
-over the whole global batch.
+over the whole global batch. A stage's length is counted in conversations, never in steps
+(`train.schedule`): ``train.conversations``, or ``train.epochs`` passes over the data.
 """
 
 from __future__ import annotations
@@ -147,7 +148,7 @@ class OptimizerSection:
 @dataclass(frozen=True)
 class ScheduleSection:
     style: Literal["cosine", "linear", "constant"] = "cosine"
-    warmup_ratio: float = 0.03  # of train.iters, linear from 0
+    warmup_ratio: float = 0.03  # of the stage's conversations, linear from 0
 
     def __post_init__(self) -> None:
         _require(self.style in ("cosine", "linear", "constant"),
@@ -158,21 +159,31 @@ class ScheduleSection:
 @dataclass(frozen=True)
 class TrainSection:
     stage: int  # 1 interleaved pretraining, 2 knowledge injection (LLM frozen), 3 instruction
-    iters: int | None  # required; None only so that a config can leave it to the command line
     global_batch_size: int
+    #: The stage's length, exactly one of: conversations consumed (Megatron's train-samples), or
+    #: passes over the data split, counted in conversations from energon's index (the paper
+    #: trains every stage for 1 epoch). Warmup, cosine decay and the stop follow this count.
+    conversations: int | None = None
+    epochs: float | None = None
     micro_batch_size: int = 1
     seed: int = 1234
     log_interval: int = 1
     #: Stop (after a checkpoint, exit 0) at iterations divisible by this: time-sliced jobs that
-    #: requeue themselves, and tests that stop a run at a known step. None: run to `iters`.
+    #: requeue themselves, and tests that stop a run at a known step. None: run to the end.
     exit_interval: int | None = None
 
     def __post_init__(self) -> None:
         _require(self.stage in (1, 2, 3), f"train.stage {self.stage}: stages 1-3 train here "
                                           "(stage 4 is GRPO, `fleming grpo`)")
-        _require(isinstance(self.iters, int) and self.iters >= 1,
-                 f"train.iters is {self.iters!r}: set it to the run's length in optimizer steps "
-                 "(one epoch = samples / global_batch_size), e.g. train.iters=20000")
+        _require((self.conversations is None) != (self.epochs is None),
+                 f"train.conversations is {self.conversations!r} and train.epochs is "
+                 f"{self.epochs!r}: set exactly one, the stage's length in conversations or in "
+                 "passes over the data (e.g. train.epochs=1, as the paper trains each stage)")
+        _require(self.conversations is None or (isinstance(self.conversations, int)
+                                                and self.conversations >= 1),
+                 f"train.conversations ({self.conversations!r}) must be an integer >= 1")
+        _require(self.epochs is None or (isinstance(self.epochs, (int, float)) and self.epochs > 0),
+                 f"train.epochs ({self.epochs!r}) must be > 0")
         _require(self.micro_batch_size >= 1, "train.micro_batch_size must be >= 1")
         _require(self.global_batch_size % self.micro_batch_size == 0,
                  f"train.global_batch_size ({self.global_batch_size}) must be a multiple of "

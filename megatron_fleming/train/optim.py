@@ -5,10 +5,13 @@ weight decay (none on biases and norm weights, megatron's default grouping), glo
 clipping, and optionally the distributed optimizer (optimizer state sharded over data parallel).
 Frozen parameters never reach it: megatron DDP and the optimizer take only what requires grad.
 
-`build_scheduler` is megatron's `OptimizerParamScheduler` counted in iterations. It is advanced
-*before* each optimizer step, so iteration i (1-based) uses lr(i): linear warmup from 0 reaches
-the peak at iteration `warmup_iters`, then cosine (or linear) decay reaches `min_lr` at the last
-iteration. Megatron-LM advances after the step, which spends the first iteration at lr 0.
+`build_scheduler` is megatron's `OptimizerParamScheduler` counted in conversations (Megatron-LM's
+sample-based schedule; see `schedule`). It is advanced *before* each optimizer step by the
+conversations that step consumes, so a step uses the lr of the count it reaches: linear warmup
+from 0 reaches the peak at `warmup_ratio` of the stage, then cosine (or linear) decay reaches
+`min_lr` at the stage's last conversation. Megatron-LM advances after the step, which spends the
+first step at lr 0. GRPO (stage 4) uses the same scheduler counted in prompts, each of an
+iteration's updates advancing it by its share of the iteration's prompts.
 
 `prepare_optimizer_for_load` and `restore_adam_steps` bracket a checkpoint load where megatron's
 distributed optimizer wraps a plain PyTorch AdamW (no Transformer Engine or Apex: CPU runs), whose
@@ -16,8 +19,6 @@ per-parameter ``step`` megatron's loader does not handle.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 from megatron.core.optimizer import (
@@ -29,11 +30,7 @@ from megatron.core.optimizer import (
 from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 
 from megatron_fleming.train.config import TrainConfig
-
-
-def warmup_iters(cfg: TrainConfig) -> int:
-    """Warmup length: the configured fraction of the run, rounded up."""
-    return math.ceil(cfg.schedule.warmup_ratio * cfg.train.iters)
+from megatron_fleming.train.schedule import StageLength
 
 
 def optimizer_config(cfg: TrainConfig) -> OptimizerConfig:
@@ -62,11 +59,14 @@ def build_optimizer(cfg: TrainConfig, model: list[torch.nn.Module]) -> MegatronO
     return get_megatron_optimizer(optimizer_config(cfg), model)
 
 
-def build_scheduler(cfg: TrainConfig, optimizer: MegatronOptimizer) -> OptimizerParamScheduler:
-    warmup = warmup_iters(cfg)
-    if warmup >= cfg.train.iters:
+def build_scheduler(cfg, optimizer: MegatronOptimizer,
+                    length: StageLength) -> OptimizerParamScheduler:
+    """Warmup and decay over the stage's samples (`length.total`); `cfg` is any stage's config
+    (its ``optimizer`` and ``schedule`` sections)."""
+    warmup = length.warmup(cfg.schedule.warmup_ratio)
+    if warmup >= length.total:
         raise ValueError(f"schedule.warmup_ratio {cfg.schedule.warmup_ratio} gives {warmup} warmup "
-                         f"iterations of {cfg.train.iters}; lower it or train longer")
+                         f"{length.unit} of {length.total}; lower it or train longer")
     opt = cfg.optimizer
     return OptimizerParamScheduler(
         optimizer,
@@ -74,11 +74,11 @@ def build_scheduler(cfg: TrainConfig, optimizer: MegatronOptimizer) -> Optimizer
         max_lr=opt.lr,
         min_lr=opt.min_lr,
         lr_warmup_steps=warmup,
-        lr_decay_steps=cfg.train.iters,
+        lr_decay_steps=length.total,
         lr_decay_style=cfg.schedule.style,
         start_wd=opt.weight_decay,
         end_wd=opt.weight_decay,
-        wd_incr_steps=cfg.train.iters,
+        wd_incr_steps=length.total,
         wd_incr_style="constant",
         # A resumed run continues the saved schedule; a changed config must not bend it silently.
         use_checkpoint_opt_param_scheduler=False,

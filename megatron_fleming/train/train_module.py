@@ -2,6 +2,10 @@
 `TrainModule` (stages 1-3: the schedule and one training step; the `protocol.StageModule` that
 `Trainer` drives). GRPO's module builds on `StageModel` too.
 
+A stage is counted in conversations (`schedule.StageLength`): each step counts what its global
+batch consumed (packed + skipped, over data parallel), advances the learning-rate schedule by it,
+and the stage is finished once it has consumed its length.
+
 Built in the order megatron needs (see `megatron_fleming.model.parallel`): model chunks for this
 pipeline rank, freezing for the stage (before DDP, so frozen weights get no gradient buffer and no
 optimizer state), megatron DDP, then the optimizer over what is left trainable.
@@ -31,7 +35,9 @@ from megatron_fleming.model.parallel import build_model_chunks, unwrap, wrap_wit
 from megatron_fleming.train.config import TrainConfig
 from megatron_fleming.train.fp8 import require_fp8_runtime, with_fp8
 from megatron_fleming.train.optim import build_optimizer, build_scheduler
+from megatron_fleming.train.plan import conversation_flops, sequence_lengths
 from megatron_fleming.train.protocol import StepReport
+from megatron_fleming.train.schedule import StageLength, global_consumed
 from megatron_fleming.train.step import LOSS_KEY, batch_to_device, forward_step
 
 
@@ -52,9 +58,10 @@ class StageModel:
     Stages 1-3 (`TrainModule`) and GRPO (`grpo.train_module.GRPOTrainModule`) build on it; `cfg`
     is either stage's config (its ``parallel``, ``optimizer`` and ``fp8`` sections)."""
 
-    def __init__(self, cfg, vlm: VLMConfig, stage: int) -> None:
+    def __init__(self, cfg, vlm: VLMConfig, stage: int, length: StageLength) -> None:
         self.cfg = cfg
         self.vlm = vlm
+        self.length = length
         require_fp8_runtime(cfg.fp8)
         par = with_fp8(cfg.parallel, cfg.fp8)
         self.device = torch.device("cuda", torch.cuda.current_device()) if par.device == "cuda" \
@@ -97,6 +104,10 @@ class StageModel:
         groups = self.optimizer.param_groups
         return float(groups[0]["lr"]) if groups else self.scheduler.get_lr({})
 
+    def finished(self, consumed: int) -> bool:
+        """The stage ends once it has consumed its length (the step reaching it is the last)."""
+        return self.length.finished(consumed)
+
     def before_save(self) -> None:
         pass  # the checkpointer syncs parameters itself
 
@@ -127,17 +138,20 @@ class StageModel:
 class TrainModule(StageModel):
     """Stages 1-3: one optimizer update over a global batch of micro-batches per step."""
 
-    console_metrics = (("loss", ".6f"), ("lr", ".3e"), ("grad_norm", ".4f"),
-                       ("tokens_per_s", ".1f"), ("samples_per_s", ".2f"))
+    console_metrics = (("epoch", ".3f"), ("loss", ".6f"), ("lr", ".3e"), ("grad_norm", ".4f"),
+                       ("tokens_per_s", ".1f"), ("model_tflops", ".3g"), ("samples_per_s", ".2f"))
 
-    def __init__(self, cfg: TrainConfig, vlm: VLMConfig, *, pad_id: int | None = None) -> None:
-        super().__init__(cfg, vlm, cfg.train.stage)
+    def __init__(self, cfg: TrainConfig, vlm: VLMConfig, length: StageLength, *,
+                 pad_id: int | None = None) -> None:
+        super().__init__(cfg, vlm, cfg.train.stage, length)
         self.pad_id = pad_id  # counts the tokens of padded batches in `step`
-        self.scheduler = build_scheduler(cfg, self.optimizer)
+        self.scheduler = build_scheduler(cfg, self.optimizer, length)
         self.batches_per_step = cfg.microbatches(parallel_state.get_data_parallel_world_size())
 
-    def train_step(self, batches: list[VLMBatch]) -> StepResult:
-        """One optimizer update over this rank's micro-batches of the global batch."""
+    def train_step(self, batches: list[VLMBatch], *, consumed: int) -> StepResult:
+        """One optimizer update over this rank's micro-batches of the global batch; `consumed` is
+        the conversations the whole global batch used up (`schedule.global_consumed`), which
+        advance the learning-rate schedule."""
         batches = [batch_to_device(b, self.device) for b in batches]
         for chunk in self.model:
             chunk.train()
@@ -154,7 +168,7 @@ class TrainModule(StageModel):
             micro_batch_size=batches[0].input_ids.shape[0],
             forward_only=False,
         )
-        self.scheduler.step(1)  # iteration i runs at lr(i); see `optim`
+        self.scheduler.step(consumed)  # this step runs at the lr of the count it reaches
         update_applied, grad_norm, _ = self.optimizer.step()
         loss_sum, loss_tokens = 0.0, 0
         if parallel_state.is_pipeline_last_stage(ignore_virtual=True):
@@ -165,30 +179,41 @@ class TrainModule(StageModel):
                           grad_norm=None if grad_norm is None else float(grad_norm),
                           lr=self.current_lr(), update_applied=bool(update_applied))
 
+    def _pad_id(self) -> int:
+        if self.pad_id is None:
+            raise ValueError("TrainModule needs pad_id to count the tokens of padded batches")
+        return self.pad_id
+
     def _tokens(self, batch: VLMBatch) -> int:
         if batch.cu_seqlens is not None:
             return int(batch.cu_seqlens[-1])
-        if self.pad_id is None:
-            raise ValueError("TrainModule needs pad_id to count the tokens of padded batches")
-        return int((batch.input_ids != self.pad_id).sum())
+        return int((batch.input_ids != self._pad_id()).sum())
+
+    def _flops(self, batch: VLMBatch) -> float:
+        pad_id = -1 if batch.cu_seqlens is not None else self._pad_id()
+        lengths = sequence_lengths(batch.cu_seqlens, batch.input_ids, pad_id)
+        return conversation_flops(self.vlm, lengths, int(batch.pixel_values.shape[0]))
 
     def step(self, batches: list[VLMBatch], iteration: int) -> StepReport:
-        """`train_step`, with loss, tokens, samples and skips summed over the global batch."""
-        result = self.train_step(batches)
-        values = torch.zeros(4 + len(REASONS), dtype=torch.float64)
+        """`train_step` advanced by the conversations the global batch consumed, with loss,
+        tokens, samples, model FLOPs and skips summed over the global batch."""
+        consumed = global_consumed(batches, self.device)
+        result = self.train_step(batches, consumed=consumed)
+        values = torch.zeros(5 + len(REASONS), dtype=torch.float64)
         if self.reports_loss:
             values[0], values[1] = result.loss_sum, result.loss_tokens
         if self.reports_data:
             values[2] = sum(self._tokens(b) for b in batches)
             values[3] = sum(len(b.__key__) for b in batches)
+            values[4] = sum(self._flops(b) for b in batches)
             for b in batches:
                 for reason, count in b.skipped.items():
-                    values[4 + REASONS.index(reason)] += count
+                    values[5 + REASONS.index(reason)] += count
         values = values.to(self.device)
         torch.distributed.all_reduce(values)
         values = values.cpu().tolist()
-        skipped = Counter({r: int(n) for r, n in zip(REASONS, values[4:]) if n})
+        skipped = Counter({r: int(n) for r, n in zip(REASONS, values[5:]) if n})
         metrics = {"loss": values[0] / max(values[1], 1.0), "lr": result.lr,
                    "grad_norm": result.grad_norm, "loss_tokens": int(values[1])}
         return StepReport(metrics=metrics, samples=int(values[3]), tokens=int(values[2]),
-                          skipped=skipped)
+                          consumed=consumed, flops=values[4], skipped=skipped)

@@ -2,9 +2,11 @@
 
 `Trainer` owns only the loop and when to checkpoint, for any stage (`protocol.StageModule`):
 draw the items of this rank's step from the loader, let the module take the step, accumulate
-what it reports, hand it to the callbacks, and save every ``checkpoint.interval`` iterations, at
-the end, and when a SIGTERM arrived or ``train.exit_interval`` says so (then exit 0, so a requeued
-job resumes where this one stopped). `launch` (process groups, seeds, the SIGTERM handler) and
+what it reports (the samples consumed among it: conversations, GRPO prompts), hand it to the
+callbacks, and save every ``checkpoint.interval`` iterations, at the end, and when a SIGTERM
+arrived or ``train.exit_interval`` says so (then exit 0, so a requeued job resumes where this one
+stopped). The module decides when its stage is finished (`schedule.StageLength`: a stage is
+counted in samples, never in steps). `launch` (process groups, seeds, the SIGTERM handler) and
 `fit_stage` (resume, callbacks, the stop marker) are shared by stages 1-3 (`run`) and GRPO
 (`grpo.run.run`).
 """
@@ -42,6 +44,7 @@ from megatron_fleming.train.handoff import check_tokenizer
 from megatron_fleming.train.loader import build_task_encoder, build_tokenizer, build_train_loader
 from megatron_fleming.train.preemption import PreemptionSignal
 from megatron_fleming.train.protocol import StageModule
+from megatron_fleming.train.schedule import StageLength
 from megatron_fleming.train.train_module import TrainModule
 
 log = logging.getLogger(__name__)
@@ -52,24 +55,26 @@ class Progress:
     """Counters that survive resumes (saved with every checkpoint)."""
 
     iteration: int = 0
-    samples: int = 0
+    consumed: int = 0  # samples used up: trained on + skipped (drives the schedule and the stop)
+    samples: int = 0  # samples trained on
     tokens: int = 0
     skipped: Counter = field(default_factory=Counter)
     counts: Counter = field(default_factory=Counter)  # the stage's own running tallies
 
     def to_dict(self) -> dict[str, Any]:
-        return {"samples": self.samples, "tokens": self.tokens, "skipped": dict(self.skipped),
-                "counts": dict(self.counts)}
+        return {"consumed": self.consumed, "samples": self.samples, "tokens": self.tokens,
+                "skipped": dict(self.skipped), "counts": dict(self.counts)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Progress:
-        return cls(iteration=data["iteration"], samples=data["samples"], tokens=data["tokens"],
-                   skipped=Counter(data["skipped"]), counts=Counter(data.get("counts", {})))
+        return cls(iteration=data["iteration"], consumed=data["consumed"], samples=data["samples"],
+                   tokens=data["tokens"], skipped=Counter(data["skipped"]),
+                   counts=Counter(data.get("counts", {})))
 
 
 class Trainer:
-    """`cfg` is a stage's config: ``train.iters``, ``train.exit_interval``, ``checkpoint.*`` and
-    ``to_dict()`` (saved with each checkpoint) are what the loop reads."""
+    """`cfg` is a stage's config: ``train.exit_interval``, ``checkpoint.*`` and ``to_dict()``
+    (saved with each checkpoint) are what the loop reads; the stage's length is the module's."""
 
     def __init__(self, cfg, module: StageModule, loader, checkpointer: Checkpointer,
                  callbacks: list[Callback], preemption: PreemptionSignal) -> None:
@@ -88,15 +93,15 @@ class Trainer:
             cb.on_checkpoint(progress.iteration, seconds, reason)
 
     def fit(self, progress: Progress) -> str:
-        """Train from `progress` to ``train.iters``; returns why it stopped: finished, signal or
-        exit_interval."""
-        total, interval = self.cfg.train.iters, self.cfg.checkpoint.interval
+        """Train from `progress` until the module's stage is finished; returns why it stopped:
+        finished, signal or exit_interval."""
+        length, interval = self.module.length, self.cfg.checkpoint.interval
         exit_interval = self.cfg.train.exit_interval
         for cb in self.callbacks:
-            cb.on_train_start(progress.iteration, total)
+            cb.on_train_start(progress.iteration, progress.consumed, length.total, length.unit)
         data = iter(self.loader)
         reason = "finished"
-        while progress.iteration < total:
+        while not self.module.finished(progress.consumed):
             start = time.perf_counter()
             # torch's DataLoader draws a seed from the global generator when its iterator
             # starts; keep data loading off the training RNG so a resume replays it exactly.
@@ -106,18 +111,23 @@ class Trainer:
             report = self.module.step(batches, progress.iteration + 1)
             elapsed = time.perf_counter() - start
             progress.iteration += 1
+            progress.consumed += report.consumed
             progress.samples += report.samples
             progress.tokens += report.tokens
             progress.skipped.update(report.skipped)
             progress.counts.update(report.counts)
-            values = {**report.metrics, "tokens_per_s": report.tokens / elapsed,
+            last = self.module.finished(progress.consumed)
+            values = {**report.metrics, "consumed": progress.consumed, "total": length.total,
+                      "epoch": length.epoch(progress.consumed),
+                      "tokens_per_s": report.tokens / elapsed,
                       "samples_per_s": report.samples / elapsed}
-            metrics = StepMetrics(iteration=progress.iteration, total=total, step_time=elapsed,
+            if report.flops is not None:
+                values["model_tflops"] = report.flops / elapsed / 1e12
+            metrics = StepMetrics(iteration=progress.iteration, last=last, step_time=elapsed,
                                   data_wait=data_wait, values=values, skipped=dict(progress.skipped),
                                   counts=dict(progress.counts), console=self.module.console_metrics)
             for cb in self.callbacks:
                 cb.on_step(metrics)
-            last = progress.iteration == total
             signalled = self.preemption.requested()  # a collective: every rank, every step
             timed_exit = bool(exit_interval) and progress.iteration % exit_interval == 0
             if not last and (signalled or timed_exit):
@@ -187,7 +197,8 @@ def build_components(cfg: TrainConfig, vlm: VLMConfig) -> Components:
     dp_size = parallel_state.get_data_parallel_world_size()
     loader = build_train_loader(cfg, encoder, dp_rank=parallel_state.get_data_parallel_rank(),
                                 dp_size=dp_size, prefetch=cfg.microbatches(dp_size))
-    return Components(tokenizer, encoder, loader, TrainModule(cfg, vlm, pad_id=encoder.pad_id))
+    module = TrainModule(cfg, vlm, StageLength.of(cfg), pad_id=encoder.pad_id)
+    return Components(tokenizer, encoder, loader, module)
 
 
 def run(cfg: TrainConfig, *, stop_marker: str | Path | None = None,

@@ -49,14 +49,22 @@ def test_build_layout_and_accounting(ultrasound_build):
     r = acc["records"]  # dedup may drop near-identical synthetic samples: they are accounted too
     assert r["inputs"] == sum(r[k] for k in RECORD_STATUSES)
     assert r["ignored"] == 6  # AUL's scan-outline polygons, read only where they are the liver
-    assert acc["samples"]["converted"] == acc["samples"]["emitted"]
+    # offline, the LLM-written samples are skipped_llm rows; the rest emitted or capped
+    s = acc["samples"]
+    assert s["converted"] == s["emitted"] + s["balanced_out"] + s["skipped_llm"] and s["skipped_llm"] > 0
     # every recipe source contributed samples, in both languages
     assert set(ultrasound_build.summary["sources"]) == {"busi", "aul", "abdomen_us"}
     assert set(ultrasound_build.summary["langs"]) == {"en", "zh"}
     assert ultrasound_build.summary["langs"]["en"] == ultrasound_build.summary["langs"]["zh"]
     manifest = pl.read_parquet(out / "manifest.parquet")
-    samples = manifest.filter(pl.col("kind") == "sample")
-    assert samples.height == acc["samples"]["emitted"] == len(_all_samples(out))
+    samples = manifest.filter((pl.col("kind") == "sample") & (pl.col("status") == "emitted"))
+    assert samples.height == acc["samples"]["emitted"]
+    assert samples["conversation"].n_unique() == len(_all_samples(out))
+    # a record's QA of one language is one conversation: the image is stored once per language
+    sizes = ultrasound_build.summary["bytes"]
+    assert sizes["shard_bytes"] <= 2.5 * sizes["source_bytes"]
+    assert len(_all_samples(out)) == 2 * manifest.filter((pl.col("kind") == "record")
+                                                         & (pl.col("status") == "emitted")).height
 
 
 def test_splits_keep_groups_together(ultrasound_build):

@@ -129,6 +129,19 @@ def test_two_lesions_both_reported() -> None:
         assert all(word in reply(out[("lesion_size", lang)]) for word in words)
 
 
+def test_lesions_sharing_a_region_name_it_once() -> None:
+    m = blank()
+    m[3:10, 3:10] = True  # two lesions, both in the upper-left ninth
+    m[12:18, 14:24] = True
+    m[40:55, 60:85] = True  # and one lower right
+    for box in (False, True):
+        out = run(SPATIAL, busi(m), location_box=box)
+        en, zh = reply(out[("lesion_location", "en")]), reply(out[("lesion_location", "zh")])
+        assert en.count("upper-left") == 1 and "(2 lesions" in en and en.count("lower-right") == 1
+        assert zh.count("左上方") == 1 and "2个病灶" in zh
+        assert (en.count("[0.") == 3) is box  # every box still listed when asked for
+
+
 def test_lesion_at_centre() -> None:
     m = blank()
     m[20:40, 35:55] = True

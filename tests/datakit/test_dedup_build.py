@@ -47,7 +47,8 @@ def test_planted_copies_are_dropped_as_duplicates(tmp_path, sources_copy):
     assert rec["status"][0] == "duplicate"
     acc = result.summary["accounting"]
     assert acc["records"]["duplicate"] == 1
-    assert acc["samples"]["converted"] == acc["samples"]["emitted"] + acc["samples"]["duplicate"]
+    s = acc["samples"]  # offline: the LLM-written and translated samples are skipped_llm rows
+    assert s["converted"] == s["emitted"] + s["duplicate"] + s["balanced_out"] + s["skipped_llm"]
     assert (tmp_path / "o" / "dedup_report.json").exists() and (tmp_path / "o" / "dedup_distances.png").exists()
 
 
@@ -71,3 +72,31 @@ def test_registered_benchmark_images_contaminate_training_samples(tmp_path, sour
     assert {d.split(": ")[1] for d in bad["detail"]} == {"test_0001.png", "test_0002.jpg"}
     assert result.summary["accounting"]["records"]["contaminated"] == 2
     assert "mybench" in result.summary["dedup"]["contamination"]
+
+
+def test_bundled_grade_conflicts_are_kept_and_reported(all_build):
+    """The bundled samples hold near-identical images with different grades/labels (EyePACS DR 0
+    and 1, a NIfTI cyst and a solid mass): both kept, each pair a conflict entry; same-label near
+    duplicates (one Brain-Tumor-MRI picture in Training and Testing) are still dropped."""
+    import json
+
+    report = json.loads((all_build.out / "dedup_report.json").read_text())
+    pairs = {(c["a"], c["b"]): c for c in report["near_duplicate_label_conflict"]}
+    grade = pairs[("eyepacs:train/10_left", "eyepacs:train/13_left")]
+    assert (grade["label_a"], grade["label_b"], grade["action"]) == ("0", "1", "kept_both")
+    assert grade["distance"] <= 8 and grade["similarity"] >= 0.95
+    assert pairs[("nifti:ct_phantom_01", "nifti:ct_phantom_02")]["label_b"] == "hepatic solid mass"
+    full = pl.read_parquet(all_build.out / "manifest.parquet")
+    manifest = full.filter(pl.col("kind") == "record")
+    status = dict(zip(manifest["id"], manifest["status"]))
+    samples = full.filter(pl.col("kind") == "sample")
+    record_of = dict(zip(samples["id"], samples["record_uid"]))
+    dropped_for = {r: record_of[k] for r, k in zip(manifest["id"], manifest["duplicate_of"]) if k}
+    assert status["eyepacs:train/13_left"] == status["eyepacs:train/10_left"] == "emitted"
+    assert status["nifti:ct_phantom_01"] == status["nifti:ct_phantom_02"] == "emitted"
+    for a, b in pairs:  # a record may duplicate a third record, never its conflict partner
+        assert dropped_for.get(a) != b and dropped_for.get(b) != a
+    assert status["brain_tumor_mri:Training/glioma/Tr-gl_0010"] == "duplicate"
+    near = next(s for s in report["stages"] if s["stage"] == "near_image")
+    assert near["checks"]["pixel_confirmed"] + near["checks"].get("pixel_rejected", 0) == near["checks"]["candidates"]
+    assert 0 < near["hash_precision"] <= 1

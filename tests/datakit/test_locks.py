@@ -24,5 +24,6 @@ def test_every_recipe_has_a_lock():
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_build_matches_committed_lock(recipe, tmp_path, sample_sources):
     out = tmp_path / recipe
-    build(load_recipe(recipe), sample_sources, out)
+    result = build(load_recipe(recipe), sample_sources, out)
     assert compare_with_lock(out, REPO / "shards" / f"{recipe}.lock") == []
+    assert result.summary["splits"].get("val", 0) > 0  # every recipe has a val split

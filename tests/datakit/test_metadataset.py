@@ -26,15 +26,15 @@ def _recipe(name: str, keep: str | None = None, **changes):
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory, sample_sources) -> Path:
-    """Two small built recipes under one shard folder: NIfTI volumes and video clips; the video
-    one with a validation split."""
+    """Two small built recipes under one shard folder: NIfTI volumes and video clips (single-turn
+    samples, so the volumes outnumber the clips), each with a validation split."""
     root = tmp_path_factory.mktemp("shards")
-    build(_recipe("ct3d", keep="nifti"), sample_sources, root / "ct3d")
+    build(_recipe("ct3d", keep="nifti", multi_turn=False), sample_sources, root / "ct3d")
     video = load_recipe("video")
     clips = ("surgery_endoscopy_monitor", "synthetic_ultrasound_sweep", "synthetic_lumen_flythrough")
     draws = sorted(unit_interval(video.seed, "split", f"medvideocap:{c}") for c in clips)
     # the split puts a group in val when its draw is below val_fraction: exactly one clip here
-    build(_recipe("video", val_fraction=(draws[0] + draws[1]) / 2), sample_sources, root / "video")
+    build(_recipe("video", val_fraction=(draws[0] + draws[1]) / 2, multi_turn=False), sample_sources, root / "video")
     return root
 
 
@@ -60,7 +60,7 @@ def test_yaml_names_recipes_relative_to_itself(shards):
     doc = yaml.safe_load(path.read_text())
     assert doc["__module__"] == "megatron.energon" and doc["__class__"] == "MetadatasetV2"
     assert doc["splits"]["train"]["blend"] == [{"weight": 3.0, "path": "../ct3d"}, {"weight": 1.0, "path": "../video"}]
-    assert doc["splits"]["val"]["blend"] == [{"weight": 1.0, "path": "../video"}]  # ct3d has no val shards
+    assert doc["splits"]["val"]["blend"] == [{"weight": 1.0, "path": "../ct3d"}, {"weight": 1.0, "path": "../video"}]
     again = write_metadataset(shards / "blends" / "again.yaml", {shards / "ct3d": 3, shards / "video": 1})
     assert again.read_bytes() == path.read_bytes()
 
@@ -95,11 +95,11 @@ def test_energon_draws_in_proportion_to_the_weights(shards):
         counts[sample.meta["modality"]] += 1
         if i + 1 == draws:
             break
-    share = counts["volume"] / draws
+    share = counts["ct"] / draws
     sizes = {name: len(_train_keys(shards / name)) for name in ("ct3d", "video")}
     assert sizes["ct3d"] > sizes["video"]  # by size alone, volumes would be the majority (> 0.5, not 0.25)
     # 1:3 by weight: a quarter volumes; binomial sd ~0.0097 at 2000 draws
     assert abs(share - 0.25) < 0.04, (counts, sizes)
     val = get_val_dataset(path, split_part="val", worker_config=wc, batch_size=None, task_encoder=counting_encoder())
     val_keys = [s.__key__ for s in get_loader(val)]
-    assert val_keys and all(k.startswith("medvideocap-") for k in val_keys) and len(set(val_keys)) == len(val_keys)
+    assert {k.split("-")[0] for k in val_keys} == {"nifti", "medvideocap"} and len(set(val_keys)) == len(val_keys)

@@ -48,13 +48,19 @@ def test_recipe_builds_and_accounts_for_every_input(builds, name):
     acc = summary["accounting"]
     r = acc["records"]  # dedup may drop near-identical synthetic samples: they are accounted too
     assert r["inputs"] == r["emitted"] + r["rejected"] + r["duplicate"] + r["contaminated"] + r["ignored"]
-    assert acc["samples"]["converted"] == acc["samples"]["emitted"] + acc["samples"]["duplicate"]
+    s = acc["samples"]  # offline: the LLM-written and translated samples are skipped_llm rows
+    assert s["converted"] == s["emitted"] + s["duplicate"] + s["balanced_out"] + s["skipped_llm"]
     assert acc["samples"]["emitted"] > 0
     assert summary["missing_sources"] == []
     assert {s for s, c in summary["sources"].items() if c.get("samples")} == RECIPES[name]
     manifest = pl.read_parquet(builds[name].out / "manifest.parquet")
     emitted = manifest.filter((pl.col("kind") == "sample") & (pl.col("status") == "emitted"))
-    assert emitted.height == len(_on_disk(builds[name].out))
+    on_disk = _on_disk(builds[name].out)
+    # every emitted QA item is one turn of one shard sample, named in the manifest
+    assert set(emitted["conversation"]) == set(on_disk)
+    turns = {key: [t["key"] for t in json.loads(parts["json"])["turns"]] for key, parts in on_disk.items()}
+    assert sorted(k for ks in turns.values() for k in ks) == sorted(emitted["id"])
+    assert all(turns[c][t] == k for k, c, t in zip(emitted["id"], emitted["conversation"], emitted["turn"]))
 
 
 def test_languages_per_recipe(builds):
@@ -85,7 +91,8 @@ def test_energon_loader_reads_every_sample(builds, name):
     on_disk = _on_disk(out)
     wc = WorkerConfig(rank=0, world_size=1, num_workers=0)
     seen = {}
-    for split in sorted({tar.parent.name for tar in out.glob("*/*.tar")}):
+    for split in ("train", "val"):  # every recipe has both: energon opens split_part='val'
+        assert (out / split / "shard-000000.tar").exists(), split
         ds = get_val_dataset(out, split_part=split, worker_config=wc, batch_size=None, task_encoder=Encoder())
         for sample in get_loader(ds):
             seen[sample.__key__] = sample
@@ -93,7 +100,8 @@ def test_energon_loader_reads_every_sample(builds, name):
     for key, sample in seen.items():
         doc = json.loads(on_disk[key]["json"])
         assert sample.conversation == doc["conversations"]
-        assert sample.meta["task"] == doc["task"] and doc["source"] in RECIPES[name]
+        assert sample.meta["turns"] == doc["turns"] and doc["source"] in RECIPES[name]
+        assert len(sample.conversation) == 2 * len(doc["turns"])
         assert len(sample.images) == len(doc["media"]) == 1
         expected = Image.open(io.BytesIO(on_disk[key][doc["media"][0]["part"]]))
         assert sample.images[0].size == expected.size
@@ -121,8 +129,9 @@ def test_caption_filter_drops_are_counted_by_reason(builds):
     assert len(medicat) == 1 and rows[medicat[0]][0] == "boilerplate_caption"
     # every kept caption is cleaned: no figure label or trailing citation reaches a shard
     for parts in _on_disk(builds["captions"].out).values():
-        answer = json.loads(parts["json"])["answer"]
-        assert not answer.lower().startswith(("figure", "fig.")) and not answer.endswith("]")
+        for turn in json.loads(parts["json"])["turns"]:
+            answer = turn["answer"]
+            assert not answer.lower().startswith(("figure", "fig.")) and not answer.endswith("]")
 
 
 def test_malformed_metadata_rows_in_a_build(sources_copy, tmp_path):

@@ -34,6 +34,18 @@ def on_disk(out: Path) -> dict[str, dict[str, bytes]]:
     return {key: parts for tar in sorted(out.glob("*/*.tar")) for key, parts in iter_samples(tar)}
 
 
+def turn_items(out: Path) -> list[dict]:
+    """Every turn of every shard sample, with its conversation's fields and its own."""
+    items = []
+    for key, parts in on_disk(out).items():
+        doc = json.loads(parts["json"])
+        for n, turn in enumerate(doc["turns"]):
+            items.append({**doc, **turn, "provenance": {**doc["provenance"], **turn["provenance"]},
+                          "conversation": key, "turn": n, "question": doc["conversations"][2 * n]["value"],
+                          "reply": doc["conversations"][2 * n + 1]["value"]})
+    return items
+
+
 def release_bytes(out: Path) -> dict[str, str]:
     return {rel: hashlib.sha256((out / rel).read_bytes()).hexdigest() for rel in release_files(out)}
 
@@ -44,18 +56,22 @@ def test_ct3d_accounting_languages_and_groups(built):
     r = acc["records"]  # dedup may drop near-identical synthetic samples: they are accounted too
     assert r["inputs"] == r["emitted"] + r["rejected"] + r["duplicate"] + r["contaminated"] + r["ignored"]
     assert r["ignored"] == 1  # the held-out test phantom's report
-    assert acc["samples"]["converted"] == acc["samples"]["emitted"] + acc["samples"]["duplicate"]
+    s = acc["samples"]  # offline: the LLM-written and translated samples are skipped_llm rows
+    assert s["converted"] == s["emitted"] + s["duplicate"] + s["balanced_out"] + s["skipped_llm"]
     assert acc["samples"]["emitted"] > 0
     assert set(summary["sources"]) == {"m3d_cap", "nifti"}
     # the test phantom, and the M3D-VQA row about it, are held out
     assert summary["rejects"] == {"m3d_cap:held_out_split": 2}
-    docs = [json.loads(p["json"]) for p in on_disk(built["ct3d"].out).values()]
+    docs = turn_items(built["ct3d"].out)
     assert {d["task"] for d in docs} == {"report", "vqa_mcq", "vqa_open", "plane_mcq", "plane_open",
                                          "label_mcq", "label_open"}
     for d in docs:
-        assert d["modality"] == "volume" and len(d["media"]) == 11
-        assert d["lang"] == "en" or d["task"] in BILINGUAL_TASKS  # free text is English only
-        assert d["conversations"][0]["value"].startswith("<image>\n" * 11)
+        assert d["modality"] == "ct" and len(d["media"]) == 11
+        assert d["lang"] == "en" or d["task"] in BILINGUAL_TASKS  # free text is English only offline
+        # the slices are held once, ahead of the first question
+        assert d["question"].startswith("<image>\n" * 11) == (d["turn"] == 0)
+        assert "<image>" not in d["question"].removeprefix("<image>\n" * 11)
+        assert "discussion:" not in d["reply"] and "study_findings:" not in d["reply"]
     manifest = pl.read_parquet(built["ct3d"].out / "manifest.parquet").filter(pl.col("kind") == "sample")
     records_of_group = manifest.group_by("group").agg(pl.col("record_uid").n_unique())
     assert records_of_group["record_uid"].max() == 1  # dedup's unit: no group spans two records
@@ -73,12 +89,13 @@ def test_video_accounting_and_frames(built):
     summary = built["video"].summary
     assert summary["accounting_line"].startswith("accounting OK")
     assert summary["tasks"] == {"caption": 3, "summary": 3} and summary["langs"] == {"en": 6}
-    docs = {d["provenance"]["source_file"] + d["task"]: d
-            for d in (json.loads(p["json"]) for p in on_disk(built["video"].out).values())}
+    docs = {d["provenance"]["source_file"] + d["task"]: d for d in turn_items(built["video"].out)}
     real = docs["videos/surgery_endoscopy_monitor.mp4summary"]
     assert real["question_type"] == "summary" and [m["part"] for m in real["media"]] == [f"{i}.jpg" for i in range(6)]
     assert real["provenance"]["frame_indices"] == [3, 11, 19, 27, 34, 42]
     assert real["answer"].startswith("The clip opens on a darkened operating room")
+    # summary and caption of one clip are two turns of one sample: the frames are stored once
+    assert real["conversation"] == docs["videos/surgery_endoscopy_monitor.mp4caption"]["conversation"]
 
 
 @pytest.mark.parametrize("name", ["ct3d", "video"])
@@ -97,13 +114,14 @@ def test_energon_loader_round_trips_every_sample(built, name):
     splits = yaml.safe_load((out / ".nv-meta" / "split.yaml").read_text())["split_parts"]
     wc = WorkerConfig(rank=0, world_size=1, num_workers=0)
     seen = {}
-    for split in (s for s, parts in splits.items() if parts):
+    assert splits["train"] and splits["val"]  # every recipe has a val split energon can open
+    for split in ("train", "val"):
         ds = get_val_dataset(out, split_part=split, worker_config=wc, batch_size=None, task_encoder=Encoder())
         seen.update({s.__key__: s for s in get_loader(ds)})
     assert set(seen) == set(expected)
     for key, sample in seen.items():
         doc = json.loads(expected[key]["json"])
-        assert sample.conversation == doc["conversations"] and sample.meta["task"] == doc["task"]
+        assert sample.conversation == doc["conversations"] and sample.meta["turns"] == doc["turns"]
         assert sum(t["value"].count("<image>") for t in sample.conversation) == len(sample.images) == len(doc["media"])
         for im, part in zip(sample.images, (m["part"] for m in doc["media"])):
             ref = Image.open(io.BytesIO(expected[key][part]))
@@ -140,16 +158,32 @@ def test_all_recipe_holds_every_source_of_every_other_recipe():
     assert covered == set(everything)  # and nothing that no modality recipe has
 
 
-def test_free_text_tasks_refuse_chinese(sample_sources):
+def test_chinese_free_text_needs_the_translation(sample_sources):
+    """Without the LLM's answer a Chinese report is a ``skipped_llm`` Missing, never English
+    text under a Chinese question; the templated plane questions need no LLM."""
+    from datakit.converters.base import Missing
+    from datakit.llm.request import LLMReply
+    from datakit.sample import Sample
+
     reader = M3DCapReader(sample_sources / "M3D_Cap_npy")
     record = next(r for r in reader.discover() if hasattr(r, "images"))
     loaded = reader.load(record)
-    convert = get_converter("volume_vqa").fn
+    spec = get_converter("volume_vqa")
     ctx = ConvertContext(seed=1, tasks=("report", "plane_mcq"), langs=("en", "zh"))
-    assert sorted((s.task, s.lang) for s in convert(loaded, ctx)) == [
+    out = spec.fn(loaded, ctx)
+    assert sorted((s.task, s.lang) for s in out if isinstance(s, Sample)) == [
         ("plane_mcq", "en"), ("plane_mcq", "zh"), ("report", "en")]
-    with pytest.raises(ValueError, match="LLM translation"):
-        convert(loaded, ConvertContext(seed=1, tasks=("report",), langs=("en", "zh"), options={"langs": ["zh"]}))
+    assert [(m.task, m.lang, m.status, m.reason) for m in out if isinstance(m, Missing)] == [
+        ("report", "zh", "skipped_llm", "not_asked")]
+    [(name, request)] = spec.requests(loaded, ctx).items()
+    report = loaded.facts["report"]
+    assert request.task == "translate_zh" and report in request.messages[1].content[0]
+    reply = LLMReply(cache_key="k", parsed={"translations": ["中文报告。"]})
+    zh = [s for s in spec.fn(loaded, ConvertContext(seed=1, tasks=("report",), langs=("en", "zh"),
+                                                    answers={name: reply})) if s.lang == "zh"]
+    assert [s.answer for s in zh] == ["中文报告。"] and zh[0].provenance["llm_translation_cache_key"] == "k"
+    with pytest.raises(ValueError, match="subset"):
+        spec.fn(loaded, ConvertContext(seed=1, tasks=("report",), langs=("en",), options={"langs": ["zh"]}))
 
 
 @pytest.mark.parametrize("bank", ["volume", "video"])

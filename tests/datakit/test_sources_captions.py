@@ -247,11 +247,21 @@ def test_filter_drops_are_rejections_naming_file_and_text_origin():
 
 
 def test_chinese_needs_a_translation():
+    from datakit.converters.base import Missing
+    from datakit.llm.request import LLMReply
+
     loaded = run(reader_for("roco_v2")).loaded["ROCOv2_2023_train_000001"]
     assert [s.lang for s in convert(loaded, recipe_langs=("en", "zh"))] == ["en"]  # default langs: [en]
-    assert [s.lang for s in convert(loaded, recipe_langs=("en", "zh"), langs=["en", "zh"])] == ["en"]
-    loaded.facts["translations"] = {"zh": {"caption": "胸部轴位CT显示右上叶毛刺状结节。"}}
-    en, zh = convert(loaded, recipe_langs=("en", "zh"), langs=["en", "zh"])
+    en, missing = convert(loaded, recipe_langs=("en", "zh"), langs=["en", "zh"])
+    assert isinstance(missing, Missing) and (missing.lang, missing.status) == ("zh", "skipped_llm")
+    spec = get_converter("captions")
+    ctx = ConvertContext(seed=7, tasks=("caption_brief", "caption_detailed"), langs=("en", "zh"),
+                         options={"langs": ["en", "zh"]})
+    (name, request), = spec.requests(loaded, ctx).items()
+    assert request.task == "translate_zh" and en.answer in request.messages[1].content[0]
+    reply = LLMReply(cache_key="k1", parsed={"translations": ["胸部轴位CT显示右上叶毛刺状结节。"]})
+    en, zh = spec.fn(loaded, ConvertContext(seed=7, tasks=ctx.tasks, langs=ctx.langs, options=ctx.options,
+                                            answers={name: reply}))
     assert zh.lang == "zh" and zh.answer == "胸部轴位CT显示右上叶毛刺状结节。" and zh.group == en.group
     assert zh.provenance["template_id"].startswith("caption_brief/zh/")
     with pytest.raises(ValueError, match="subset of the recipe's langs"):

@@ -18,7 +18,7 @@ from datakit.cot import parse_reply
 from datakit.errors import Rejected
 from datakit.record import LoadedRecord
 from datakit.registry import get_converter, get_source
-from datakit.sample import IMAGE_TOKEN, InterleavedSample
+from datakit.sample import IMAGE_TOKEN, SCHEMA, InterleavedSample, conversation_doc, turn_docs
 from datakit.sources.base import Rejection, SourceReader
 
 SAMPLES = Path(datakit.__file__).parent / "sample_sources"
@@ -149,6 +149,25 @@ def test_conversations_pass_through_unchanged_multi_turn_kept():
     # a step asking for other tasks gets nothing; English rows give no Chinese samples
     assert samples_of(out, "conversations", ("caption",)) == []
     assert samples_of(out, "conversations", ("instruction",), langs=("zh",)) == []
+
+
+def test_a_released_multi_turn_conversation_is_one_v2_sample_in_release_order():
+    rows = json.loads((SAMPLES / "Quilt-LLaVA" / "quilt_instruct_107k.json").read_text())
+    out = Outcome(reader_for("quilt_llava"))
+    multi = next(s for s in samples_of(out, "conversations", ("instruction",))
+                 if s.provenance["row"] == "quilt_instruct_107k.json[0]")
+    assert multi.modality == "pathology"  # the one modality vocabulary (docs/data-quality.md)
+    doc = conversation_doc(multi.key, [{**multi.to_json_dict(), "key": multi.key}])
+    assert doc["schema"] == SCHEMA and doc["conversations"] == rows[0]["conversations"]
+    turns = doc["turns"]
+    assert [t["key"] for t in turns] == [multi.key, f"{multi.key}-turn1", f"{multi.key}-turn2"]
+    assert [t["answer"] for t in turns] == [c["value"] for c in rows[0]["conversations"][1::2]]
+    assert [t.get("follows_previous", False) for t in turns] == [False, True, True]
+    assert {t["task"] for t in turns} == {"instruction"}
+    # one question at a time (GRPO) only where a turn stands alone: the first
+    assert [d["turns"][0]["key"] for d in turn_docs(doc)] == [multi.key]
+    with pytest.raises(ValueError, match="several turns joined"):
+        conversation_doc("x", [{**multi.to_json_dict(), "key": "a"}, {**multi.to_json_dict(), "key": "b"}])
 
 
 def test_pubmedvision_multi_image_rows_and_markerless_rows():

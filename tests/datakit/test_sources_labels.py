@@ -229,22 +229,30 @@ def _metadata_samples(loaded: LoadedRecord, langs=("en", "zh")):
     return METADATA.fn(loaded, ConvertContext(seed=7, tasks=METADATA.tasks, langs=langs))
 
 
-def test_metadata_questions_only_for_known_fields():
+def test_metadata_states_the_history_and_asks_the_diagnosis():
     loaded = run(reader_for("pad_ufes_20")).loaded
-    sek = loaded["PAT_2046_4233_795.png"]  # every symptom UNK
-    tasks = {s.task for s in _metadata_samples(sek)}
-    assert tasks == {"patient_age", "lesion_region"}
     ack = loaded["PAT_771_1489_179.png"]  # grew and changed UNK
     samples = _metadata_samples(ack)
-    assert {s.task for s in samples} == set(METADATA.tasks) - {"lesion_grew", "lesion_changed"}
+    assert {s.task for s in samples} == set(METADATA.tasks)
     by = {(s.task, s.lang): s for s in samples}
-    assert by[("lesion_itch", "en")].answer == "yes" and by[("lesion_itch", "zh")].answer == "是"
-    assert by[("lesion_hurt", "en")].answer == "no" and by[("lesion_hurt", "en")].question_type == "yes_no"
-    assert "77" in by[("patient_age", "en")].answer and "77岁" in by[("patient_age", "zh")].answer
-    assert "the face" in by[("lesion_region", "en")].answer and "面部" in by[("lesion_region", "zh")].answer
+    en, zh = by[("history_diagnosis_mcq", "en")], by[("history_diagnosis_mcq", "zh")]
+    assert en.answer == zh.answer and en.options["ABCD".index(en.answer)] == "actinic keratosis"
+    question = en.conversation[0]["value"]
+    # the history is in the question itself: what the answer may rest on besides the image
+    assert "Patient history: 77 years old; lesion on the face; reports itching" in question
+    assert "growth" not in question and "change" not in question  # unknown values are not stated
+    assert "患者病史：77岁；病变位于面部；自述瘙痒" in zh.conversation[0]["value"]
+    open_en = by[("history_diagnosis_open", "en")]
+    assert open_en.answer.endswith("actinic keratosis.") and open_en.question_type == "open"
     for s in samples:
         assert s.group == ack.record.uid and s.conversation[0]["value"].startswith("<image>\n")
         assert not re.search(r"\{[^{}]*\}", s.conversation[0]["value"] + s.conversation[1]["value"])
+    # a record whose every history field is unknown gets no history question
+    sek = loaded["PAT_2046_4233_795.png"]
+    assert {s.task for s in _metadata_samples(sek)} <= set(METADATA.tasks)
+    blank = LoadedRecord(record=ack.record, media=ack.media, facts={**ack.facts, "metadata": {}},
+                         file_sha256=ack.file_sha256)
+    assert _metadata_samples(blank) == []
 
 
 def test_metadata_is_seeded_and_rejects_options():
@@ -254,7 +262,7 @@ def test_metadata_is_seeded_and_rejects_options():
     other = METADATA.fn(loaded, ConvertContext(seed=8, tasks=METADATA.tasks, langs=("en", "zh")))
     assert [s.conversation for s in a] != [s.conversation for s in other]
     with pytest.raises(ValueError, match="no options"):
-        METADATA.fn(loaded, ConvertContext(seed=7, tasks=("patient_age",), options={"x": 1}))
+        METADATA.fn(loaded, ConvertContext(seed=7, tasks=("history_diagnosis_open",), options={"x": 1}))
 
 
 def test_metadata_templates_and_regions_are_complete():
@@ -273,3 +281,11 @@ def test_labels_mcq_on_knee_offers_kl_grades():
     assert len(en.options) == 4 and en.answer == zh.answer
     assert en.options["ABCD".index(en.answer)] == "moderate osteoarthritis (Kellgren-Lawrence grade 3)"
     assert zh.options["ABCD".index(zh.answer)] == "中度骨关节炎（Kellgren-Lawrence 3级）"
+
+
+def test_fundus_questions_never_repeat_the_body_part():
+    loaded = run(reader_for("eyepacs")).loaded["train/13_left"]
+    questions = [s.conversation[0]["value"] for seed in range(12)
+                 for s in LABELS.fn(loaded, ConvertContext(seed=seed, tasks=LABELS.tasks, langs=("en", "zh")))]
+    assert not any("眼底眼底" in q for q in questions)
+    assert any("这张眼底图像" in q for q in questions) and any("retinal fundus image" in q for q in questions)

@@ -71,21 +71,45 @@ def test_stage3_holds_public_sets_and_counts_offline_cot_as_skipped(stage_builds
         assert summary["sources"][source]["samples"] > 0, source
     assert summary["tasks"]["cot"] == 2 and summary["tasks"]["instruction"] > 0 and summary["tasks"]["vqa"] > 0
     skipped = _manifest(stage_builds["stage3"].out).filter(pl.col("status") == "skipped_llm")
-    assert skipped.height > 0 and set(skipped["task"].to_list()) == {"cot_mcq"}
+    cot = skipped.filter(pl.col("task") == "cot_mcq")  # offline: every planned CoT sample is counted
+    assert cot.height > 0 and set(cot["reason"].to_list()) == {"offline"}
+    # the other LLM steps `all` wires (enrichment, video MCQ, translations) are skipped alike
+    assert {"enriched_qa", "video_mcq", "report"} <= set(skipped["task"].to_list())
     meta = yaml.safe_load((stage_builds["stage3"].out / ".nv-meta" / "dataset.yaml").read_text())
     assert meta["subflavors"]["datakit_format"] == SCHEMA
 
 
+def test_stage3_public_conversations_are_v2_samples(stage_builds):
+    """A released multi-turn conversation is one sample, its turns in order; one image's
+    single-turn questions (VQA-Med-2019) are the turns of one sample; CoT stays single-turn."""
+    out = stage_builds["stage3"].out
+    docs = [json.loads(p["json"]) for tar in sorted(out.glob("*/*.tar")) for _, p in iter_samples(tar)]
+    assert all(d["schema"] == SCHEMA and len(d["turns"]) * 2 == len(d["conversations"]) for d in docs)
+    quilt = [d for d in docs if d["source"] == "quilt_llava" and len(d["turns"]) > 1]
+    assert quilt and all([t.get("follows_previous", False) for t in d["turns"]] ==
+                         [False] + [True] * (len(d["turns"]) - 1) for d in quilt)
+    vqa_med = [d for d in docs if d["source"] == "vqa_med_2019"]
+    assert max(len(d["turns"]) for d in vqa_med) > 1 and all("follows_previous" not in t
+                                                              for d in vqa_med for t in d["turns"])
+    cot = [d for d in docs if d["source"] == "openmedreason"]
+    assert cot and all(len(d["turns"]) == 1 and d["turns"][0]["question_type"] == "mcq" for d in cot)
+    emitted = _manifest(out).filter((pl.col("status") == "emitted") & (pl.col("kind") == "sample"))
+    assert emitted["conversation"].null_count() == 0 and emitted["turn"].null_count() == 0
+
+
 def test_grpo_is_drawn_from_stage3_train_only(stage_builds):
     drawn = sample_keys(stage_builds["grpo"].out)
-    stage3 = sample_keys(stage_builds["stage3"].out)
+    stage3 = {split: {t["key"] for tar in sorted((stage_builds["stage3"].out / split).glob("*.tar"))
+                      for _, p in iter_samples(tar) for t in json.loads(p["json"])["turns"]}
+              for split in ("train", "val")}
     assert set(drawn) == {"train"} and drawn["train"]
-    assert set(drawn["train"]) <= set(stage3["train"])
+    assert set(drawn["train"]) <= stage3["train"]  # each drawn sample is one turn of a stage3 train sample
     report = json.loads((stage_builds["grpo"].out / "grpo_report.json").read_text())
     assert report["selected_total"] == len(drawn["train"]) and report["yes_no_share"] <= 0.05 + 1e-9
     docs = [json.loads(p["json"]) for tar in sorted(stage_builds["grpo"].out.glob("grpo-*.tar"))
             for _, p in iter_samples(tar)]
-    assert not any(d["question_type"] == "mcq" for d in docs)  # rewritten as open questions
+    assert docs and all(len(d["turns"]) == 1 for d in docs)  # one question at a time
+    assert not any(d["turns"][0]["question_type"] == "mcq" for d in docs)  # rewritten as open questions
 
 
 def test_a_recipe_mixing_documents_and_vqa_is_refused(tmp_path, sample_sources):

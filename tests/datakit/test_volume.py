@@ -196,10 +196,12 @@ def test_expected_shape_option_rejects_other_shapes(tmp_path, sample_sources):
     assert e.value.reason == "volume_bad_shape" and "(32, 256, 256)" in e.value.detail
 
 
-def test_report_extraction_follows_m3d():
-    assert extract_report("title\nstudy_findings: Liver  cyst.\n\ndiscussion: benign") == "Liver cyst. discussion: benign"
-    # findings shorter than 5 characters: M3D falls back to the text after "discussion:"
-    assert extract_report("discussion: Cyst.\nstudy_findings: n/a") == "Cyst. study_findings: n/a"
+def test_report_extraction_drops_the_raw_markers():
+    # findings then discussion, as prose: no raw marker reaches a report
+    assert extract_report("title\nstudy_findings: Liver  cyst\n\ndiscussion: benign appearance") == \
+        "Liver cyst. Benign appearance"
+    # a section shorter than 5 characters is left out, wherever the markers stand
+    assert extract_report("discussion: Cyst seen.\nstudy_findings: n/a") == "Cyst seen."
     assert extract_report("Plain text report.\n") == "Plain text report."
 
 
@@ -278,8 +280,12 @@ def test_m3d_cap_attaches_the_questions_of_each_volume(tmp_path, sample_sources)
     loaded = reader.load(record)
     assert loaded.facts["report"].startswith("Arterial phase CT") and len(loaded.facts["vqa"]) == 2
     convert = get_converter("volume_vqa").fn
-    samples = convert(loaded, ConvertContext(seed=3, tasks=("report", "vqa_mcq", "vqa_open"), langs=("en", "zh")))
+    out = convert(loaded, ConvertContext(seed=3, tasks=("report", "vqa_mcq", "vqa_open"), langs=("en", "zh")))
+    samples = [s for s in out if s.lang == "en"]  # the Chinese twins wait for the LLM translation
     assert sorted(s.task for s in samples) == ["report", "vqa_mcq", "vqa_mcq", "vqa_open", "vqa_open"]
+    assert sorted((m.slot or m.task, m.status) for m in out if m.lang == "zh") == [
+        ("report", "skipped_llm"), ("vqa_mcq_1", "skipped_llm"), ("vqa_mcq_2", "skipped_llm"),
+        ("vqa_open_1", "skipped_llm"), ("vqa_open_2", "skipped_llm")]
     assert {s.group for s in samples} == {record.uid} and len({s.key for s in samples}) == 5
     assert [s.provenance["row"] for s in samples if s.task == "vqa_mcq"] == [f"{WHERE}:2", f"{WHERE}:8"]
 

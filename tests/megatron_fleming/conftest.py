@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[2]
 DIST_DIR = Path(__file__).resolve().parent / "dist"
@@ -70,3 +71,12 @@ def torchrun(tmp_path_factory):
         return run_torchrun(script, nproc, args, results / f"result{next(counter)}.json", timeout)
 
     return launch
+
+
+@pytest.fixture(scope="session")
+def model_checks(torchrun):
+    """One run of `dist/model_checks_worker.py` (tiny preset, V2PE delta 1/8: a 4-token tile ends
+    half-way between integers, so the ceil before the next text token matters): its JSON and
+    tensors, shared by the V2PE and packing tests."""
+    meta = torchrun("model_checks_worker.py", 1, ["--delta", "0.125"])
+    return meta, torch.load(meta["tensors"])

@@ -1,7 +1,8 @@
 """Checkpoint conversion: both Hugging Face layouts <-> Megatron dist-checkpoints, on CPU.
 
 Tiny random InternVL models are built with transformers' own classes (2 ViT + 2 Qwen2 layers,
-GQA, QKV bias, every weight drawn at random so that each one moves the logits). The original
+GQA, QKV bias, every weight drawn at random so that each one moves the logits) with an odd
+vocabulary (301 tokens), which Megatron's rule pads to a multiple of 128 x TP. The original
 InternVL release layout is written here from the transformers model by the inverse of
 transformers' `convert_internvl_weights_to_hf.py` renaming, independently of the code under test.
 Conversions run through the `fleming` CLI in subprocesses (real megatron-core on gloo).
@@ -26,10 +27,12 @@ from megatron_fleming.convert.hf_checkpoint import read_hf_checkpoint, write_hf_
 from megatron_fleming.convert.hf_layouts import HFLayout
 from megatron_fleming.convert.tensors import DictSource, MappedSource, materialize
 from megatron_fleming.convert.verify import verification_batch
+from hf_internvl import random_model  # noqa: E402  (tests/megatron_fleming/hf_internvl.py)
 
 REPO = Path(__file__).resolve().parents[2]
 WORKERS = Path(__file__).resolve().parent / "convert_workers"
 IMAGE_TOKEN = 299
+VOCAB = 301  # odd: no TP divides it, so conversion must pad it
 TIMEOUT = 420
 
 
@@ -37,29 +40,11 @@ def tiny_config(*, tied: bool, qkv_bias: bool = True) -> InternVLConfig:
     vision = InternVLVisionConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                                   intermediate_size=64, image_size=56, patch_size=14,
                                   attention_bias=qkv_bias, norm_type="layer_norm")
-    text = Qwen2Config(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                       intermediate_size=96, vocab_size=300, max_position_embeddings=256,
+    text = Qwen2Config(hidden_size=64, num_hidden_layers=2, num_attention_heads=8, num_key_value_heads=4,
+                       intermediate_size=96, vocab_size=VOCAB, max_position_embeddings=256,
                        rope_theta=1e6, tie_word_embeddings=tied)
     return InternVLConfig(vision_config=vision, text_config=text, image_token_id=IMAGE_TOKEN,
                           image_seq_length=4, tie_word_embeddings=tied)
-
-
-@torch.no_grad()
-def random_model(cfg: InternVLConfig, seed: int) -> InternVLForConditionalGeneration:
-    """Every tensor random (transformers zero-inits CLS/positions and sets layer scales to 0.1)."""
-    gen = torch.Generator().manual_seed(seed)
-    model = InternVLForConditionalGeneration(cfg).eval()
-    for name, p in model.named_parameters():
-        noise = torch.randn(p.shape, generator=gen)
-        if ("norm" in name and name.endswith(".weight")) or "lambda_" in name:
-            p.copy_(1 + 0.2 * noise)  # norm gains and layer scales around one
-        elif "embed_tokens" in name:
-            p.copy_(0.5 * noise)
-        elif p.dim() >= 2:
-            p.copy_(noise / (p.numel() / p.shape[0]) ** 0.5)  # unit-variance outputs
-        else:
-            p.copy_(0.2 * noise)  # biases
-    return model
 
 
 # The inverse of transformers' ORIGINAL_TO_CONVERTED_KEY_MAPPING_{VISION,MULTI}; Qwen2 keys are
@@ -196,7 +181,7 @@ def test_megatron_mapping_fuses_qkv_per_query_group(hf_dirs):
     cfg = VLMConfig.from_hf(ck.config)
     hf = materialize(ck.tensors)
     mc = materialize(MappedSource(DictSource(hf), hf_to_mcore(cfg)))
-    d, per_group = 16, 2  # head dim, query heads per KV group (4 heads, 2 groups)
+    d, per_group = 8, 2  # head dim, query heads per KV group (8 heads, 4 groups; TP 4 divides)
     p = "language_model.model.layers.1.self_attn."
     qkv = mc["language_model.decoder.layers.1.self_attention.linear_qkv.weight"]
     for g in range(2):
@@ -212,6 +197,21 @@ def test_megatron_mapping_fuses_qkv_per_query_group(hf_dirs):
     fc1 = mc["language_model.decoder.layers.0.mlp.linear_fc1.weight"]
     gate_up = [hf[f"language_model.model.layers.0.mlp.{n}_proj.weight"] for n in ("gate", "up")]
     assert torch.equal(fc1, torch.cat(gate_up))
+    assert_same_tensors(materialize(MappedSource(DictSource(mc), mcore_to_hf(cfg))), hf)
+
+
+def test_megatron_mapping_pads_the_vocabulary_with_zero_rows_and_strips_them(hf_dirs):
+    from megatron_fleming.convert.mcore_mapping import MCORE_EMBED, MCORE_OUTPUT, hf_to_mcore, mcore_to_hf
+    from megatron_fleming.model.config import VLMConfig
+
+    ck = read_hf_checkpoint(hf_dirs["native"])
+    cfg = VLMConfig.from_hf(ck.config, vocab_pad_multiple=128 * 4)  # Megatron's rule at TP4
+    hf = materialize(ck.tensors)
+    mc = materialize(MappedSource(DictSource(hf), hf_to_mcore(cfg)))
+    for name, source in ((MCORE_EMBED, "language_model.model.embed_tokens.weight"),
+                         (MCORE_OUTPUT, "language_model.lm_head.weight")):
+        assert mc[name].shape == (512, 64)
+        assert torch.equal(mc[name][:VOCAB], hf[source]) and not mc[name][VOCAB:].any()
     assert_same_tensors(materialize(MappedSource(DictSource(mc), mcore_to_hf(cfg))), hf)
 
 
@@ -271,10 +271,16 @@ def test_cli_verify_prints_logits_difference_last(converted):
     match = re.fullmatch(r"max_abs_logits_diff=(\S+)", last)
     assert match, last
     assert float(match[1]) <= 1e-4
+    record = json.loads((converted["original"] / "fleming_hf.json").read_text())
+    language = record["vlm_config"]["language"]  # the odd vocabulary, padded as Megatron does
+    assert language["vocab_size"] == VOCAB and language["vocab_pad_multiple"] == 128 * 2
 
 
 def test_parity_with_transformers_forward(hf_dirs, converted, tmp_path):
-    """Megatron logits (TP=2 checkpoint loaded at PP=2, V2PE delta=1) = transformers' logits."""
+    """Megatron logits (TP=2 checkpoint, 512 vocabulary rows, loaded at TP=4, V2PE delta=1) =
+    transformers' logits over the 301 real tokens; the 211 padding rows never win and are never
+    scored: their logits are the dtype's minimum on the ranks holding them, and the per-token
+    loss equals cross-entropy over the real vocabulary."""
     reference_model = InternVLForConditionalGeneration.from_pretrained(hf_dirs["native"]).eval()
     record = json.loads((converted["native"] / "fleming_hf.json").read_text())
     from megatron_fleming.model.config import VLMConfig
@@ -282,19 +288,30 @@ def test_parity_with_transformers_forward(hf_dirs, converted, tmp_path):
     batch = verification_batch(VLMConfig.from_dict(record["vlm_config"]), tiles=3)
     assert batch.pixel_values.shape[0] == 3  # 2 tiles + thumbnail
     torch.save({"input_ids": batch.input_ids, "pixel_values": batch.pixel_values}, tmp_path / "batch.pt")
-    _run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+    _run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "4",
           "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
           str(WORKERS / "megatron_logits.py"), "--mcore", str(converted["native"]),
-          "--batch", str(tmp_path / "batch.pt"), "--out", str(tmp_path / "logits.pt"), "--pp", "2"])
+          "--batch", str(tmp_path / "batch.pt"), "--out", str(tmp_path / "logits.pt"), "--tp", "4"])
     result = torch.load(tmp_path / "logits.pt")
-    assert result["v2pe_delta"] == 1.0
+    assert result["v2pe_delta"] == 1.0 and result["padded_vocab_size"] == 512
     with torch.no_grad():
         reference = reference_model(input_ids=batch.input_ids, pixel_values=batch.pixel_values).logits
     assert reference.std() > 0.5  # random weights that matter, not near-zero logits
     image_rows = batch.input_ids[0] == IMAGE_TOKEN
     assert image_rows.sum() == 12
-    diff = (result["logits"] - reference).abs().max()
+    logits = result["logits"]
+    assert logits.shape[-1] == 512
+    diff = (logits[..., :VOCAB] - reference).abs().max()
     assert diff <= 1e-4, diff
+    assert (logits[..., VOCAB:] == torch.finfo(logits.dtype).min).all()
+    # Each TP rank holds 128 columns; ranks 2 and 3 hold padding (from column 301 on).
+    local = result["local_logits"]
+    assert [t.shape[-1] for t in local] == [128] * 4
+    assert torch.equal(torch.cat(local, dim=-1), logits)
+    labels = torch.roll(batch.input_ids, -1, dims=1)[0, :-1]
+    want = torch.nn.functional.cross_entropy(reference[0, :-1], labels, reduction="none")
+    torch.testing.assert_close(result["losses"][0, :-1], want, rtol=0, atol=1e-4)
+    assert result["losses"][0, -1] == 0
 
 
 def test_round_trip_original_layout(hf_dirs, converted, tmp_path):
@@ -313,3 +330,20 @@ def test_round_trip_transformers_layout_and_cross_layout(hf_dirs, converted, tmp
     fleming("convert", "mcore-to-hf", "--mcore", str(converted["native"]), "--out", str(tmp_path / "cross"),
             "--layout", "internvl")
     assert_same_tensors(tensors_of(tmp_path / "cross"), to_original_tensors(tensors_of(hf_dirs["native"])))
+
+
+def test_training_from_a_conversion_needs_its_padded_vocabulary(converted):
+    """`checkpoint.init_from` a converted folder: a run whose model pads the vocabulary
+    differently is refused, naming the setting (the rows are part of the weights' shape)."""
+    import dataclasses
+
+    from megatron_fleming.model.config import VLMConfig
+    from megatron_fleming.train.checkpoint import check_vocabulary
+
+    saved = VLMConfig.from_dict(json.loads((converted["native"] / "fleming_hf.json").read_text())
+                                ["vlm_config"])
+    check_vocabulary(converted["native"], saved)
+    other = dataclasses.replace(saved, language=dataclasses.replace(saved.language,
+                                                                    vocab_pad_multiple=128))
+    with pytest.raises(ValueError, match="vocab_pad_multiple: 256"):
+        check_vocabulary(converted["native"], other)

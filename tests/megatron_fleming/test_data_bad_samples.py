@@ -36,8 +36,10 @@ def _png(seed: int, size: int = 64) -> bytes:
 
 def _json(answer: str, parts: list[str]) -> bytes:
     return canonical_json({
-        "schema": SCHEMA, "source": "test", "modality": "ultrasound", "task": "t", "lang": "en",
-        "group": "g", "question_type": "open", "options": None, "answer": answer, "provenance": {},
+        "schema": SCHEMA, "source": "test", "modality": "ultrasound", "lang": "en", "group": "g",
+        "turns": [{"key": "k", "task": "t", "question_type": "open", "options": None, "answer": answer,
+                   "provenance": {}}],
+        "provenance": {},
         "conversations": [{"from": "human", "value": "<image>\n" * len(parts) + "What is seen?"},
                           {"from": "gpt", "value": answer}],
         "media": [{"part": p, "sha256": "0", "width": 64, "height": 64} for p in parts],

@@ -22,6 +22,7 @@ from megatron_fleming.data.packing import first_fit_decreasing
 from megatron_fleming.data.task_encoder import FlemingTaskEncoder, TaskEncoderConfig
 from megatron_fleming.data.tiling import TilingConfig
 from megatron_fleming.data.tokenizer import train_tiny_tokenizer
+from megatron_fleming.model.pixels import normalize_pixels
 
 TILE = 32  # tiny tiles keep the test fast; the layout logic does not depend on the size
 TOKENS_PER_TILE = 4  # a 2x2 pooled grid per tile
@@ -87,7 +88,8 @@ class TinyVLM(torch.nn.Module):
 
     def forward(self, input_ids, positions, pixel_values, allowed) -> torch.Tensor:
         x = self.emb[input_ids].clone()
-        pooled = F.adaptive_avg_pool2d(pixel_values, 2).flatten(2).transpose(1, 2)  # [tiles, 4, 3]
+        pixels = normalize_pixels(pixel_values)  # uint8 tiles, normalised as the model does
+        pooled = F.adaptive_avg_pool2d(pixels, 2).flatten(2).transpose(1, 2)  # [tiles, 4, 3]
         x[input_ids == self.ctx] = pooled.reshape(-1, 3) @ self.vis
         q, k, v = (x @ self.qkv).chunk(3, -1)
         q, k = self.rope(q, positions), self.rope(k, positions)

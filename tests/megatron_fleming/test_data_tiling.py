@@ -10,13 +10,12 @@ from PIL import Image
 
 from megatron_fleming.data.decode import PilTileDecoder
 from megatron_fleming.data.tiling import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     TilingConfig,
     candidate_grids,
     plan_tiles,
     tile_image,
 )
+from megatron_fleming.model.pixels import IMAGENET_MEAN, IMAGENET_STD, normalize_pixels
 
 S = 448
 HALF = 0.5 * S * S  # the tie rule's threshold per tile: 100352 pixels
@@ -94,25 +93,36 @@ def test_single_tile_has_no_thumbnail_and_wide_image_two_plus_one():
     assert no_thumb.num_tiles == 2
 
 
-def test_normalisation_is_imagenet_mean_std():
+def test_tiles_leave_as_uint8_and_normalise_to_imagenet_mean_std():
     colours = [(255, 0, 0), (10, 200, 30)]
     image = _quadrants(896, 448, colours, 2, 1)
-    pixels = PilTileDecoder(S)([image], [plan_tiles(896, 448, TilingConfig())])
-    assert pixels.shape == (3, 3, S, S) and pixels.dtype == torch.float32
+    tiles = PilTileDecoder(S)([image], [plan_tiles(896, 448, TilingConfig())])
+    assert tiles.shape == (3, 3, S, S) and tiles.dtype == torch.uint8
+    pixels = normalize_pixels(tiles)  # what the model does on its device
+    assert pixels.dtype == torch.float32
     raw = np.asarray(image, dtype=np.float64)
     for tile, x0 in ((0, 0), (1, S)):
         value = raw[0, x0]  # the tile is flat: its first pixel is every pixel
+        assert torch.equal(tiles[tile].permute(1, 2, 0).reshape(-1, 3)[0], torch.tensor(value).byte())
         expected = (value / 255 - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)
         got = pixels[tile].permute(1, 2, 0).reshape(-1, 3).double()
         assert torch.allclose(got, torch.tensor(expected).expand_as(got), atol=1e-6)
 
 
+def test_device_normalisation_equals_torchvision_operations():
+    """ToTensor + Normalize in torchvision's order, float32: InternVL's values exactly."""
+    levels = torch.arange(256, dtype=torch.uint8).view(1, 1, 16, 16).expand(2, 3, 16, 16)
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    assert torch.equal(normalize_pixels(levels), (levels.float() / 255 - mean) / std)
+    with pytest.raises(TypeError, match="uint8"):
+        normalize_pixels(levels.float())
+
+
 def test_grey_image_is_converted_to_rgb_before_tiling():
     grey = Image.fromarray(np.full((448, 448), 128, dtype=np.uint8), mode="L")
-    pixels = PilTileDecoder(S)([grey], [plan_tiles(448, 448, TilingConfig())])
-    assert pixels.shape == (1, 3, S, S)
-    for ch in range(3):
-        assert torch.allclose(pixels[0, ch], torch.tensor((128 / 255 - IMAGENET_MEAN[ch]) / IMAGENET_STD[ch]))
+    tiles = PilTileDecoder(S)([grey], [plan_tiles(448, 448, TilingConfig())])
+    assert tiles.shape == (1, 3, S, S) and bool((tiles == 128).all())
 
 
 def test_bad_configs_are_refused():

@@ -4,8 +4,9 @@ log-probs vs the training forward, `fleming generate` (TP1, TP2, PP2 on CPU rank
 A tiny random InternVL (transformers' own classes, every weight random) is saved with a tiny BPE
 tokenizer whose `<IMG_CONTEXT>` is the model's image token. The reference is transformers'
 `InternVLForConditionalGeneration.generate` (greedy, `<IMG_CONTEXT>` suppressed as the engine
-never samples it) on the very ids and tiles the engine builds, one request at a time; the engine
-runs all cases in one batch of different prompt lengths.
+never samples it) on the very ids and tiles the engine builds (uint8, normalised for transformers
+as our model normalises them on its device), one request at a time; the engine runs all cases in
+one batch of different prompt lengths.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_convert import random_model
+from hf_internvl import random_model
 from transformers import (
     InternVLConfig,
     InternVLForConditionalGeneration,
@@ -32,11 +33,14 @@ from megatron_fleming.data.tokenizer import IM_END, train_tiny_tokenizer
 from megatron_fleming.generate.inputs import RequestEncoder
 from megatron_fleming.generate.requests import Request
 from megatron_fleming.model.config import VLMConfig
+from megatron_fleming.model.pixels import normalize_pixels
 
 REPO = Path(__file__).resolve().parents[2]
 MAX_NEW = 8
 KV_TOL = 1e-5  # fp32; measured ~2e-6
 LOGPROB_TOL = 1e-5  # measured ~1e-6
+#: Odd: no TP size divides it, so `--hf` at TP2 loads it padded (Megatron's 128 x TP rows).
+VOCAB = 321
 TEXTS = ["What is shown in this image? Describe the lesion.", "The scan shows a mass in the upper "
          "left region.", "user assistant system", "Frame video ultrasound liver kidney benign"] * 4
 
@@ -46,7 +50,7 @@ def tiny_internvl(tokenizer) -> InternVLConfig:
                                   intermediate_size=64, image_size=56, patch_size=14,
                                   attention_bias=True, norm_type="layer_norm")
     text = Qwen2Config(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                       num_key_value_heads=2, intermediate_size=96, vocab_size=320,
+                       num_key_value_heads=2, intermediate_size=96, vocab_size=VOCAB,
                        max_position_embeddings=1024, rope_theta=1e6, tie_word_embeddings=False,
                        eos_token_id=tokenizer.token_id(IM_END))
     return InternVLConfig(vision_config=vision, text_config=text, image_seq_length=4,
@@ -101,7 +105,8 @@ def reference(tiny) -> dict[str, list[int]]:
         ids = torch.tensor([p.input_ids])
         with torch.no_grad():
             tokens = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
-                                    pixel_values=p.pixel_values, do_sample=False,
+                                    pixel_values=normalize_pixels(p.pixel_values),
+                                    do_sample=False,
                                     max_new_tokens=MAX_NEW, min_new_tokens=MAX_NEW,
                                     suppress_tokens=[encoder.image_context_id], pad_token_id=0)
         out[case["id"]] = tokens[0, ids.shape[1]:].tolist()
@@ -138,6 +143,17 @@ def test_greedy_equals_transformers_generate(request, reference, tiny, layout):
         assert got["greedy"][case["id"]] == reference[case["id"]], case["id"]
         assert got["recompute_greedy"][case["id"]] == reference[case["id"]], case["id"]
     assert got["end_ids"] == [2]  # <|im_end|> of the tiny tokenizer, also the config's EOS
+
+
+@pytest.mark.parametrize("layout, rows", [("tp1", 384), ("tp2", 512)])
+def test_hf_vocabulary_is_padded_for_any_tp_and_padding_never_sampled(request, layout, rows):
+    """`--hf` pads the 321-token vocabulary (which TP2 cannot split) as Megatron does, 128 x TP
+    rows, and nothing the engine returns comes from a padded row."""
+    got = request.getfixturevalue(layout)
+    assert got["padded_vocab_size"] == rows and got["vocab_size"] == VOCAB
+    returned = [t for tokens in got["greedy"].values() for t in tokens]
+    returned += [t for run in got["sampled"].values() for a in run.values() for t in a["tokens"]]
+    assert returned and max(returned) < VOCAB
 
 
 def test_megatron_checkpoints_load_the_same_model(tp2, reference, tiny):

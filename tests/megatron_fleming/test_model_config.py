@@ -90,7 +90,7 @@ def test_from_original_internvl_release_config():
                        "vocab_size": 151674, "rope_theta": 1e6, "rms_norm_eps": 1e-6,
                        "hidden_act": "silu", "tie_word_embeddings": False},
     }
-    cfg = VLMConfig.from_internvl_chat(release, vocab_pad_multiple=128)
+    cfg = VLMConfig.from_internvl_chat(release, vocab_pad_multiple=128 * 2)  # as converted at TP2
     preset = load_preset("fleming-vl-8b")
     assert cfg.vision == preset.vision
     assert cfg.language == preset.language
@@ -124,15 +124,18 @@ def test_vision_heads_not_divisible_by_tp_suggests_padding():
         vision_transformer_config(vision, ParallelConfig(tensor_parallel=4))
 
 
-def test_sequence_and_context_parallel_are_gpu_only():
-    with pytest.raises(ValueError, match="Transformer Engine on GPU"):
-        ParallelConfig(tensor_parallel=2, sequence_parallel=True)
-    with pytest.raises(ValueError, match="Transformer Engine on GPU"):
-        ParallelConfig(context_parallel=2)
+def test_context_parallel_is_refused_naming_the_setting():
+    for device, impl in (("cpu", "local"), ("cuda", "transformer_engine")):
+        with pytest.raises(ValueError, match="parallel.context_parallel is 2: context parallelism"):
+            ParallelConfig(device=device, transformer_impl=impl, context_parallel=2)
+    with pytest.raises(ValueError, match="parallel.extra sets \\['context_parallel_size'\\]"):
+        ParallelConfig(extra={"context_parallel_size": 2})
     with pytest.raises(ValueError, match="transformer_impl='local'"):
         ParallelConfig(transformer_impl="transformer_engine")
-    ParallelConfig(device="cuda", transformer_impl="transformer_engine", tensor_parallel=2,
-                   sequence_parallel=True, context_parallel=2)
+    # Sequence parallelism runs with local layers too (tested against TP1 in test_model_parallel).
+    ParallelConfig(tensor_parallel=2, sequence_parallel=True)
+    with pytest.raises(ValueError, match="sequence_parallel needs tensor_parallel > 1"):
+        ParallelConfig(sequence_parallel=True)
 
 
 def test_projector_and_vlm_validation():
@@ -144,3 +147,15 @@ def test_projector_and_vlm_validation():
                   image_context_token_id=10_000)
     with pytest.raises(ValueError, match="unknown VLMConfig keys"):
         VLMConfig.from_dict({**tiny.to_dict(), "extra": 1})
+
+
+def test_uneven_pipeline_split():
+    par = ParallelConfig(pipeline_parallel=3, first_stage_layers=4)
+    assert par.language_layers_per_stage(64) == [4, 30, 30]
+    assert ParallelConfig(pipeline_parallel=2).language_layers_per_stage(64) == [32, 32]
+    with pytest.raises(ValueError, match="first_stage_layers \\(5\\) leaves 59 of 64"):
+        ParallelConfig(pipeline_parallel=3, first_stage_layers=5).language_layers_per_stage(64)
+    with pytest.raises(ValueError, match="needs pipeline_parallel > 1"):
+        ParallelConfig(first_stage_layers=4)
+    with pytest.raises(ValueError, match="set parallel.first_stage_layers"):
+        ParallelConfig(pipeline_parallel=3).language_layers_per_stage(64)

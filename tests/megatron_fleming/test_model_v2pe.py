@@ -79,19 +79,15 @@ def test_packing_needs_one_row():
                           cu_seqlens=torch.tensor([0, 4]))
 
 
-# -- the real model (megatron-core on the CPU shim), one torchrun run for the checks below --
-
-@pytest.fixture(scope="module")
-def model_checks(torchrun):
-    meta = torchrun("model_checks_worker.py", 1, ["--delta", "0.25"])
-    return meta, torch.load(meta["tensors"])
-
+# -- the real model (megatron-core on the CPU shim): `model_checks` (conftest) runs it once --
 
 def test_rotary_phases_equal_float64_reference(model_checks):
     meta, tensors = model_checks
     tokens = tensors["phase_input_ids"][0].tolist()
     positions = torch.tensor(reference_positions(tokens, meta["delta"]), dtype=torch.float64)
-    assert positions.frac().abs().sum() > 0, "the sample must contain fractional positions"
+    ends = [i for i in range(len(tokens) - 1) if tokens[i] == CTX and tokens[i + 1] != CTX]
+    assert ends and all(positions[i].frac() != 0 for i in ends), "images must end between integers"
+    assert all(positions[i + 1] == positions[i].ceil() + 1 for i in ends)
     dim = meta["head_dim"]
     inv_freq = 1.0 / meta["rope_theta"] ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim)
     angles = torch.outer(positions, inv_freq)

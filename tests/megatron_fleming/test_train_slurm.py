@@ -23,7 +23,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SBATCH = REPO / "scripts" / "slurm" / "train_tiny_cpu.sbatch"
-ITERS = 40  # long enough that the signal lands mid-run even on an idle machine
+CONVERSATIONS = 640  # ~40 steps: long enough that the signal lands mid-run on an idle machine
 
 
 def _slurm_up() -> bool:
@@ -58,17 +58,16 @@ def test_sigterm_checkpoints_and_the_requeued_job_resumes(ultrasound_build, tmp_
     env = {**os.environ, "DATA": str(ultrasound_build.out), "FLEMING_PYTHON": sys.executable}
     job = subprocess.run(
         ["sbatch", "--parsable", f"--output={log}", str(SBATCH), f"checkpoint.dir={run}",
-         f"train.iters={ITERS}"], cwd=REPO, env=env, capture_output=True, text=True, check=True,
+         f"train.conversations={CONVERSATIONS}"], cwd=REPO, env=env, capture_output=True, text=True, check=True,
     ).stdout.strip().split(";")[0]
     text = lambda: log.read_text() if log.exists() else ""  # noqa: E731
     try:
-        _wait("step 2", lambda: f"step 2/{ITERS} " in text(), 240, log)
+        _wait("step 2", lambda: "step 2 | conversations " in text(), 240, log)
         subprocess.run(["scancel", "--batch", "--signal=TERM", job], check=True)
         _wait("the requeue", lambda: "requeueing job" in text(), 180, log)
         _wait("the job to be pending again", lambda: _job_state(job) == "PENDING", 60, log)
         subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now+5"], check=True)
-        _wait("the resumed run to finish",
-              lambda: f"stopped at iteration {ITERS}: finished" in text(), 300, log)
+        _wait("the resumed run to finish", lambda: ": finished" in text(), 300, log)
         _wait("the job to end", lambda: _job_state(job) == "", 60, log)
     finally:
         if _job_state(job):
@@ -78,11 +77,16 @@ def test_sigterm_checkpoints_and_the_requeued_job_resumes(ultrasound_build, tmp_
     first, _, second = out.partition("(restart 1)")
     assert second, "the job was not restarted"
     stopped = int(re.search(r"saved checkpoint at iteration (\d+) \(signal\)", first).group(1))
-    assert 2 <= stopped < ITERS
+    last = int(re.search(r"training stopped at iteration (\d+): finished", second).group(1))
+    assert 2 <= stopped < last
     assert "received SIGTERM" in first and f"training stopped at iteration {stopped}: signal" in first
-    assert f"resumed at iteration {stopped} of {ITERS}" in second
-    resumed_steps = [int(n) for n in re.findall(rf"step (\d+)/{ITERS} \|", second)]
-    assert resumed_steps == list(range(stopped + 1, ITERS + 1))
-    assert (run / f"iter_{stopped:07d}").is_dir() and (run / f"iter_{ITERS:07d}").is_dir()
-    assert (run / "latest_checkpointed_iteration.txt").read_text().strip() == str(ITERS)
+    consumed = int(re.findall(rf"step {stopped} \| conversations (\d+)/", first)[-1])
+    assert f"resumed at iteration {stopped}, {consumed} of {CONVERSATIONS} conversations" in second
+    resumed_steps = [int(n) for n in re.findall(rf"step (\d+) \| conversations \d+/{CONVERSATIONS} ",
+                                                second)]
+    assert resumed_steps == list(range(stopped + 1, last + 1))
+    final = int(re.findall(r"conversations (\d+)/", second)[-1])
+    assert final >= CONVERSATIONS
+    assert (run / f"iter_{stopped:07d}").is_dir() and (run / f"iter_{last:07d}").is_dir()
+    assert (run / "latest_checkpointed_iteration.txt").read_text().strip() == str(last)
     assert not (REPO / f".fleming-stop-{job}").exists()

@@ -10,12 +10,15 @@ class StepMetrics:
     """One step over the whole global batch (all data-parallel ranks), as the stage reported it.
 
     `values` holds the stage's metrics by name (stages 1-3: loss, lr, grad_norm, loss_tokens,
-    tokens_per_s, samples_per_s; stage 4: reward, accuracy, kl, ...); they read as attributes too
-    (``m.loss``). None is a value the step does not have (no grad norm without an update).
+    tokens_per_s, model_tflops, samples_per_s; stage 4: reward, accuracy, kl, ...), and for every
+    stage ``consumed`` (samples the stage has used up so far: conversations, GRPO prompts),
+    ``total`` (samples the stage consumes) and ``epoch`` (consumed / samples in one pass); they
+    read as attributes too (``m.loss``). None is a value the step does not have (no grad norm
+    without an update).
     """
 
     iteration: int
-    total: int  # iterations of the run
+    last: bool  # the stage's final step (it consumed the stage's length)
     step_time: float  # seconds, data wait included
     data_wait: float  # seconds this step waited for the loader (rank 0)
     values: dict[str, float | None] = field(default_factory=dict)
@@ -37,8 +40,9 @@ class StepMetrics:
 class Callback:
     """Hooks called by the trainer on rank 0; each defaults to doing nothing."""
 
-    def on_train_start(self, iteration: int, total: int) -> None:
-        pass
+    def on_train_start(self, iteration: int, consumed: int, total: int, unit: str) -> None:
+        """`consumed` of the stage's `total` samples (`unit`: conversations, prompts) are done
+        (0 unless resuming)."""
 
     def on_step(self, metrics: StepMetrics) -> None:
         pass

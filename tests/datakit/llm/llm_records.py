@@ -44,3 +44,15 @@ def video_record(i: int, caption: str | None = None, frames: int = 2) -> LoadedR
 
 def context(*tasks: str, langs: tuple[str, ...] = ("en", "zh"), seed: int = 17) -> ConvertContext:
     return ConvertContext(seed=seed, tasks=tasks, langs=langs)
+
+
+def enrich(client, records, ctx: ConvertContext):
+    """The ``llm_enrich`` converter over ``records`` through a runner on ``client`` (None:
+    offline): per record, (samples, missing)."""
+    from datakit.converters.base import Missing
+    from datakit.llm.runner import LLMRunner
+    from datakit.registry import get_converter
+    from datakit.sample import Sample
+
+    outs = LLMRunner(client).convert(get_converter("llm_enrich"), [(r, ctx) for r in records])
+    return [([x for x in o if isinstance(x, Sample)], [x for x in o if isinstance(x, Missing)]) for o in outs]

@@ -10,7 +10,7 @@ import pytest
 from datakit.llm.grpo_prep import GRPOConfig, mcq_to_open, prepare_grpo, reference_answer
 from datakit.llm.tarball import scan_sample_tar
 from datakit.record import Media
-from datakit.sample import Sample, sample_key
+from datakit.sample import Sample, canonical_json, conversation_doc, sample_key, turn_docs
 from datakit.shard_writer import AtomicTarWriter
 from llm_records import png_bytes
 
@@ -50,9 +50,15 @@ def shards(tmp_path_factory) -> list[Path]:
     for n in range(3):
         with AtomicTarWriter(root / f"train-{n:06d}.tar") as tar:
             for s in samples[n * 800:(n + 1) * 800]:
-                tar.add_sample(s.key, s.parts())
+                tar.add_sample(s.key, _shard_parts(s.key, [s]))
         paths.append(tar.path)
     return paths
+
+
+def _shard_parts(key: str, samples: list[Sample]) -> list[tuple[str, bytes]]:
+    """A shard sample (schema fleming-vqa/2) of one or more turns over the same media."""
+    doc = conversation_doc(key, [{**s.to_json_dict(), "key": s.key} for s in samples])
+    return [("json", canonical_json(doc))] + [(p, m.data) for p, m in zip(samples[0].media_parts(), samples[0].media)]
 
 
 def _read(out: Path) -> list[dict]:
@@ -73,7 +79,7 @@ def drawn(shards, tmp_path_factory):
 def _check_share(out: Path, report, expected_total: int) -> None:
     items = _read(out)
     assert len(items) == sum(report.selected.values()) == expected_total
-    yes_no = sum(i["answer"] in ("Yes", "No", "是", "否") for i in items)
+    yes_no = sum(i["turns"][0]["answer"] in ("Yes", "No", "是", "否") for i in items)
     assert yes_no == report.selected["yes_no"]
     assert abs(yes_no / len(items) - 0.05) <= 0.01
     assert report.candidates == {"yes_no": 800, "mcq": 700, "open": 700}
@@ -96,12 +102,14 @@ def test_every_open_ended_item_keeps_its_reference_answer(drawn):
     from_mcq = [i for i in items if i["provenance"].get("grpo", {}).get("from") == "mcq"]
     assert len(from_mcq) > 300
     for item in items:
-        assert item["question_type"] in ("open", "yes_no") and item["options"] is None
-        assert item["answer"] and item["conversations"][1]["value"] == item["answer"]
+        turn = item["turns"][0]
+        assert len(item["turns"]) == 1 and len(item["conversations"]) == 2
+        assert turn["question_type"] in ("open", "yes_no") and turn["options"] is None
+        assert turn["answer"] and item["conversations"][1]["value"] == turn["answer"]
         assert item["_parts"]["0.png"] == _IMAGE.data
     for item in from_mcq:
         case = int(item["conversations"][0]["value"].split("case ")[1].split("?")[0])
-        assert item["answer"] == _OPTIONS[case % 4]
+        assert item["turns"][0]["answer"] == _OPTIONS[case % 4]
         human = item["conversations"][0]["value"]
         assert human.startswith("<image>\nWhat is the diagnosis in case")
         assert not any(o in human for o in _OPTIONS) and "letter" not in human
@@ -125,13 +133,14 @@ def test_reference_answer_forms_and_chinese_rewrite():
     assert reference_answer("C. pituitary tumour", _OPTIONS) == "pituitary tumour"
     assert reference_answer("No Tumour", _OPTIONS) == "no tumour"
     assert reference_answer("E", _OPTIONS) is None and reference_answer("B. glioma", _OPTIONS) is None
-    d = {"lang": "zh", "options": ["胶质瘤", "脑膜瘤"], "answer": "B", "provenance": {},
+    d = {"lang": "zh", "turns": [{"options": ["胶质瘤", "脑膜瘤"], "answer": "B", "question_type": "mcq"}],
+         "provenance": {},
          "conversations": [{"from": "human", "value": "<image>\n以下哪项是诊断？\n选项：\nA. 胶质瘤\nB. 脑膜瘤"},
                            {"from": "gpt", "value": "B"}]}
     out = mcq_to_open(d)
     assert out["conversations"][0]["value"] == "<image>\n什么是诊断？\n请用简短的词语回答问题。"
-    assert out["answer"] == "脑膜瘤" and out["provenance"]["grpo"]["options"] == ["胶质瘤", "脑膜瘤"]
-    assert mcq_to_open({**d, "answer": "Z"}) == "mcq_answer_not_in_options"
+    assert out["turns"][0]["answer"] == "脑膜瘤" and out["provenance"]["grpo"]["options"] == ["胶质瘤", "脑膜瘤"]
+    assert mcq_to_open({**d, "turns": [{**d["turns"][0], "answer": "Z"}]}) == "mcq_answer_not_in_options"
 
 
 def test_grpo_set_is_an_energon_dataset(drawn):
@@ -148,4 +157,21 @@ def test_grpo_set_is_an_energon_dataset(drawn):
                          batch_size=None, task_encoder=Encoder())
     seen = [s for s in get_loader(ds)]
     assert len(seen) == sum(report.selected.values()) == 1000
-    assert all(s.meta["question_type"] != "mcq" for s in seen)  # multiple choice was made open-ended
+    assert all(s.meta["turns"][0]["question_type"] != "mcq" for s in seen)  # multiple choice made open
+
+
+def test_a_multi_turn_conversation_gives_one_item_per_turn(tmp_path):
+    """Turns of one conversation are drawn as separate single-turn items, each with the image."""
+    turns = [_sample(0, "mcq"), _sample(2, "open"), _sample(4, "yes_no")]
+    turns = [Sample(**{**{f: getattr(t, f) for f in t.__slots__}, "group": "g", "lang": "en"}) for t in turns]
+    with AtomicTarWriter(tmp_path / "in" / "train-000000.tar") as tar:
+        tar.add_sample("chat", _shard_parts("chat", turns))
+    doc = json.loads(_shard_parts("chat", turns)[0][1])
+    assert doc["conversations"][2]["value"] == turns[1].conversation[0]["value"].removeprefix("<image>\n")
+    assert [t["conversations"][0]["value"] for t in turn_docs(doc)] == [t.conversation[0]["value"] for t in turns]
+    report = prepare_grpo([tar.path], tmp_path / "out", GRPOConfig(seed=1, target_size=10, yes_no_share=0.4))
+    items = _read(tmp_path / "out")
+    assert sorted(i["turns"][0]["key"] for i in items) == sorted(t.key for t in turns)
+    assert all(i["conversations"][0]["value"].startswith("<image>\n") and i["_parts"]["0.png"] == _IMAGE.data
+               for i in items)
+    assert report.selected == {"mcq": 1, "open": 1, "yes_no": 1}

@@ -7,10 +7,10 @@ import pytest
 from datakit.llm.accounting import REQUEST_BUDGET, TOKEN_BUDGET
 from datakit.llm.client import LLMAuthError
 from datakit.llm.judge import judge
-from datakit.llm.synthesis import SKIPPED_LLM, LLMSynthesizer
+from datakit.converters.base import SKIPPED_LLM
 from datakit.llm.tasks import translation_request, video_mcq_request
 from fake_openai_server import Fault
-from llm_records import context, video_record
+from llm_records import context, enrich, video_record
 
 
 def test_success_is_parsed_cached_and_costed(server, make_client):
@@ -72,21 +72,20 @@ def test_auth_failure_stops_with_a_clear_error(server, make_client):
 def test_500_storm_stops_at_the_request_budget_and_accounts_for_every_record(server, make_client):
     server.schedule = lambda n: Fault("status", 500) if n >= 3 else None  # 3 answers, then a storm
     client = make_client(server, max_requests=12, max_attempts=3, concurrency=4)
-    synth = LLMSynthesizer(client)
     records = [video_record(i) for i in range(10)]
-    outcomes = list(synth.synthesize_many(records, context("video_mcq", langs=("en",))))
+    outcomes = enrich(client, records, context("video_mcq", langs=("en",)))
 
     assert server.requests == 12  # never past the budget, even with 4 threads
-    assert [o.uid for o in outcomes] == [r.record.uid for r in records]  # input order, none lost
-    emitted = [s for o in outcomes for s in o.samples]
-    drops = [d for o in outcomes for d in o.drops]
+    assert len(outcomes) == len(records)  # input order, none lost
+    assert all(s.group == r.record.uid for (samples, _), r in zip(outcomes, records) for s in samples)
+    emitted = [s for samples, _ in outcomes for s in samples]
+    drops = [d for _, missing in outcomes for d in missing]
     assert len(emitted) == 3 and len(emitted) + len(drops) == 10
     assert {d.status for d in drops} == {SKIPPED_LLM}
     reasons = {d.reason for d in drops}
     assert reasons <= {"llm_server_error", REQUEST_BUDGET} and REQUEST_BUDGET in reasons
-    s = synth.summary()
-    assert sum(s[SKIPPED_LLM].values()) == 7 and s["emitted"] == {"video_mcq/en": 3}
-    assert s["llm"]["requests_sent"] == 12
+    assert {(s.task, s.lang) for s in emitted} == {("video_mcq", "en")}
+    assert client.summary()["requests_sent"] == 12
 
 
 def test_token_budget_stops_new_requests(server, make_client):
@@ -100,9 +99,8 @@ def test_token_budget_stops_new_requests(server, make_client):
 def test_concurrency_is_limited_and_identical_requests_are_paid_once(server, make_client):
     server.latency_s = 0.05
     client = make_client(server, concurrency=3)
-    synth = LLMSynthesizer(client)
     records = [video_record(i) for i in range(12)] + [video_record(100, caption=video_record(0).record.text)]
-    list(synth.synthesize_many(records, context("video_mcq", langs=("en",))))
+    enrich(client, records, context("video_mcq", langs=("en",)))
     assert server.max_in_flight == 3
     assert server.requests == 12  # record 100 repeats record 0's caption: served from the cache
     assert client.summary()["cache_hits"] == 1

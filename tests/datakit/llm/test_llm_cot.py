@@ -44,7 +44,12 @@ def _cfg(tmp_path: Path, url: str | None) -> LLMConfig:
 
 
 def _docs(out: Path) -> dict[str, dict]:
-    return {k: json.loads(p["json"]) for tar in sorted(out.glob("*/*.tar")) for k, p in iter_samples(tar)}
+    """Every shard sample (``fleming-vqa/2``) by key, with its one turn's fields at the top: each
+    sample here holds one question (the knee MCQ alone in its record, the CoT single-turn)."""
+    docs = {k: json.loads(p["json"]) for tar in sorted(out.glob("*/*.tar")) for k, p in iter_samples(tar)}
+    assert all(len(d["turns"]) == 1 for d in docs.values())
+    return {k: {**d, **d["turns"][0], "provenance": {**d["provenance"], **d["turns"][0]["provenance"]}}
+            for k, d in docs.items()}
 
 
 def test_cot_samples_end_in_the_gold_letter_in_both_languages(tmp_path, server, api_key, sample_sources):
@@ -52,12 +57,13 @@ def test_cot_samples_end_in_the_gold_letter_in_both_languages(tmp_path, server, 
     docs = _docs(tmp_path / "a")
     mcq = {k: d for k, d in docs.items() if d["task"] == "diagnosis_mcq"}
     cot = {k: d for k, d in docs.items() if d["task"] == "cot_mcq"}
-    assert len(mcq) == 10 and len(cot) == len(mcq)  # one CoT per MCQ, EN and ZH
+    assert len(mcq) == 10 and len(cot) == len(mcq)  # one CoT per MCQ, EN and ZH, each its own sample
     assert result.summary["langs"] == {"en": 10, "zh": 10}
     for d in cot.values():
         twin = next(m for m in mcq.values() if m["group"] == d["group"] and m["lang"] == d["lang"])
         chain, letter = parse_reply(d["conversations"][1]["value"])
         assert letter == d["answer"] == twin["answer"] and d["options"] == twin["options"]
+        assert d["question_type"] == "mcq" and d["provenance"]["converter"] == "llm_enrich"
         assert d["conversations"][0]["value"].split("\n")[:-1] == twin["conversations"][0]["value"].split("\n")[:-1]
         assert d["media"] == twin["media"] and d["provenance"]["llm_cache_key"]
         if d["lang"] == "zh":
@@ -84,13 +90,38 @@ def test_a_chain_concluding_another_letter_is_rejected_and_counted(tmp_path, api
     assert "cot_mcq" not in result.summary["tasks"]
     rows = pl.read_parquet(tmp_path / "w" / "manifest.parquet").filter(pl.col("status") == "rejected")
     assert rows.height == 10 and set(rows["reason"]) == {COT_WRONG_LETTER}  # EN + ZH of 5 MCQs
-    assert result.summary["llm"]["synthesis"]["validation"]["rejected"] == {f"cot_mcq/{COT_WRONG_LETTER}": 5}
+    assert set(rows["task"]) == {"cot_mcq"} and set(rows["id"].str.extract(r"#llm_enrich/(\w+)/")) == {"cot_diagnosis_mcq"}
+    # one CoT request per MCQ (5), no translation of a rejected chain
+    assert result.summary["llm"]["client"]["requests_sent"] == 5
 
 
 def test_offline_build_counts_cot_as_skipped_llm(tmp_path, api_key, sample_sources):
     result = build(_recipe(tmp_path), sample_sources, tmp_path / "o", llm_config=_cfg(tmp_path, None))
     assert "cot_mcq" not in result.summary["tasks"] and result.summary["tasks"]["diagnosis_mcq"] == 10
     assert result.summary["accounting"]["samples"]["skipped_llm"] == 10
+
+
+def test_an_unexpected_error_in_a_batched_llm_step_costs_one_record(tmp_path, api_key, sample_sources, monkeypatch):
+    """The records of an LLM step are converted together at the end of a slice; one that fails
+    unexpectedly is one internal_error row, and the rest of the batch is converted."""
+    import datakit.converters.llm_enrich as llm_enrich
+
+    real = llm_enrich.cot_outputs
+    victim = {}
+
+    def flaky(loaded, ctx, provenance):
+        victim.setdefault("uid", loaded.record.uid)
+        if loaded.record.uid == victim["uid"]:
+            raise KeyError("no such field")
+        return real(loaded, ctx, provenance)
+
+    monkeypatch.setattr(llm_enrich, "cot_outputs", flaky)
+    result = build(_recipe(tmp_path), sample_sources, tmp_path / "o", llm_config=_cfg(tmp_path, None))
+    rows = pl.read_parquet(tmp_path / "o" / "manifest.parquet").filter(pl.col("reason") == "internal_error")
+    assert rows["record_uid"].to_list() == [victim["uid"]] and rows["detail"][0] == "KeyError: 'no such field'"
+    assert result.summary["internal_errors"]["count"] == 1 and result.summary["tasks"]["diagnosis_mcq"] == 8
+    with pytest.raises(KeyError, match="no such field"):
+        build(_recipe(tmp_path), sample_sources, tmp_path / "strict", llm_config=_cfg(tmp_path, None), strict=True)
 
 
 @pytest.mark.parametrize("reasoning, gold, verdict", [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import traceback
@@ -10,12 +11,11 @@ import polars as pl
 import pytest
 
 from datakit.llm.client import LLMAuthError
-from datakit.llm.synthesis import LLMSynthesizer
 from datakit.llm.tasks import translation_request
 from datakit.sample import canonical_json
 from datakit.shard_writer import AtomicTarWriter
 from fake_openai_server import Fault
-from llm_records import CANARY_KEY, context, label_record, video_record
+from llm_records import CANARY_KEY, context, enrich, label_record, video_record
 
 
 def test_api_key_appears_nowhere(server, make_client, tmp_path, caplog, capfd):
@@ -27,18 +27,17 @@ def test_api_key_appears_nowhere(server, make_client, tmp_path, caplog, capfd):
         Fault("status", 429), Fault("echo_auth", 400), Fault("status", 500),
         Fault("malformed"), Fault("echo_auth", 400),
     )
-    synth = LLMSynthesizer(client)
     records = [label_record(i) for i in range(4)] + [video_record(i) for i in range(4)]
-    outcomes = list(synth.synthesize_many(records, context("enriched_qa", "video_mcq")))
+    outcomes = enrich(client, records, context("enriched_qa", "video_mcq"))
 
     out = tmp_path / "out"
     with AtomicTarWriter(out / "shard-000000.tar") as tar:
-        for o in outcomes:
-            for s in o.samples:
+        for samples, _ in outcomes:
+            for s in samples:
                 tar.add_sample(s.key, s.parts())
-    rows = [d.manifest_row() for o in outcomes for d in o.drops]
+    rows = [dataclasses.asdict(d) for _, missing in outcomes for d in missing]
     pl.DataFrame(rows).write_parquet(out / "manifest.parquet")
-    summary = {"llm_config": client.config.to_dict(), "synthesis": synth.summary()}
+    summary = {"llm_config": client.config.to_dict(), "llm": client.summary()}
     (out / "summary.json").write_bytes(canonical_json(summary))
     print(json.dumps(summary))
 
@@ -51,7 +50,7 @@ def test_api_key_appears_nowhere(server, make_client, tmp_path, caplog, capfd):
     # The leak paths were exercised: the key was sent, and came back in error bodies, scrubbed.
     assert server.auth_ok == server.requests > 0
     assert any("[redacted]" in r["detail"] for r in rows) and "[redacted]" in error_text
-    assert any(o.samples for o in outcomes)
+    assert any(samples for samples, _ in outcomes)
 
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
     cache_files = [p for p in files if p.suffix == ".json" and p.name != "summary.json"]

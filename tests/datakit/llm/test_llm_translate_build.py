@@ -45,7 +45,7 @@ def test_zh_captions_from_translation_then_warm_cache(tmp_path, server, api_key,
     en = [d for d in docs if d["lang"] == "en"]
     zh = [d for d in docs if d["lang"] == "zh"]
     assert en and len(zh) == len(en)
-    assert all(any("\u4e00" <= c <= "\u9fff" for c in d["answer"]) for d in zh)  # translated answers
+    assert all(any("\u4e00" <= c <= "\u9fff" for c in d["turns"][0]["answer"]) for d in zh)  # translated answers
     assert {d["group"] for d in zh} == {d["group"] for d in en}
     assert result.summary["accounting"]["samples"]["skipped_llm"] == 0
     sent = server.requests

@@ -201,7 +201,8 @@ def main() -> None:
     par = ParallelConfig(tensor_parallel=args.tp)
     initialize_parallel(par, seed=3)
     loaded = load_hf(args.hf, par)
-    out: dict = {"end_ids": list(loaded.end_ids),
+    out: dict = {"end_ids": list(loaded.end_ids), "vocab_size": loaded.cfg.language.vocab_size,
+                 "padded_vocab_size": loaded.cfg.language.padded_vocab_size,
                  "greedy": greedy_tokens(loaded, cases, args.max_new),
                  "recompute_greedy": greedy_tokens(loaded, cases, args.max_new, use_kv_cache=False)}
     kv_checks(loaded, args, par, cases, out)

@@ -18,7 +18,12 @@ import json
 from pathlib import Path
 
 CONFIGS = Path(__file__).resolve().parents[3] / "megatron_fleming" / "configs"
-MODEL = ["model.overrides.language.vocab_size=320", "model.overrides.v2pe_delta=0.25"]
+# V2PE delta 1/8: a 4-token tile spans half a position, so tiles end between integers
+MODEL = ["model.overrides.language.vocab_size=320", "model.overrides.v2pe_delta=0.125"]
+PROMPTS_PER_STEP = 8
+#: Stage 3 on the 256 noisy conversations: 5 epochs (1280 conversations, 40 steps of 4 packed
+#: sequences), each conversation drawing its V2PE delta as stage 3 trains.
+WARMUP_EPOCHS = 5
 
 
 def warmup(data: Path, work: Path) -> Path:
@@ -27,7 +32,8 @@ def warmup(data: Path, work: Path) -> Path:
 
     out = work / "warmup"
     run(load_config(CONFIGS / "tiny_cpu.yaml", [
-        f"data.path={data}", f"checkpoint.dir={out}", "train.iters=40", "train.log_interval=10",
+        f"data.path={data}", f"checkpoint.dir={out}", "train.conversations=null",
+        f"train.epochs={WARMUP_EPOCHS}", "train.log_interval=10",
         "data.tokenizer.tiny_bpe_vocab=300", "data.dynamic_resolution=false",
         "data.task_encoder.tiling.max_tiles=1", "optimizer.lr=3.0e-3", "optimizer.min_lr=1.0e-3",
         "logging.tensorboard=false", *MODEL]))
@@ -43,7 +49,8 @@ def grpo(data: Path, warm: Path, out: Path, iters: int, *extra: str, lr: str = "
         f"data.path={data}", f"checkpoint.dir={out}", f"checkpoint.init_from={warm}",
         f"data.tokenizer.path={warm / 'tokenizer'}", "data.system_prompt=null",
         "rewards.format_weight=0.0", "grpo.max_response_len=3", "grpo.generations=8",
-        "grpo.prompts_per_step=8", f"train.iters={iters}", f"optimizer.lr={lr}",
+        f"grpo.prompts_per_step={PROMPTS_PER_STEP}", f"train.prompts={iters * PROMPTS_PER_STEP}",
+        f"optimizer.lr={lr}",
         "train.log_interval=5", *MODEL, *extra])
     run(cfg)
     path = out / METRICS_FILE

@@ -102,13 +102,17 @@ def main() -> None:
     parser.add_argument("--tp", type=int, default=1)
     parser.add_argument("--pp", type=int, default=1)
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--sp", action="store_true", help="sequence parallelism (needs --tp > 1)")
+    parser.add_argument("--first-stage-layers", type=int, default=None,
+                        help="language layers on pipeline stage 0 (uneven split)")
     parser.add_argument("--distributed-optimizer", action="store_true")
     parser.add_argument("--freeze", nargs="*", default=[])
     parser.add_argument("--load")
     parser.add_argument("--save")
     args = parser.parse_args()
 
-    par = ParallelConfig(tensor_parallel=args.tp, pipeline_parallel=args.pp)
+    par = ParallelConfig(tensor_parallel=args.tp, pipeline_parallel=args.pp,
+                         sequence_parallel=args.sp, first_stage_layers=args.first_stage_layers)
     cfg = load_preset(args.preset, v2pe_delta=args.delta)
     initialize_parallel(par, seed=1234)
     chunks = build_model_chunks(cfg, par)
@@ -159,6 +163,8 @@ def main() -> None:
         "frozen_unchanged": all(torch.equal(params[n], v) for n, v in frozen.items()),
         "trainable_changed": all(not torch.equal(params[n], v) for n, v in trainable.items()),
         "padded_heads_zero": padded_heads_zero(model[0]),
+        "language_layers": len(unwrap(model[0]).language_model.decoder.layers),
+        "parameters": sum(p.numel() for p in unwrap(model[0]).parameters()),
     }
     all_results = [None] * torch.distributed.get_world_size()
     torch.distributed.all_gather_object(all_results, result)
@@ -166,7 +172,9 @@ def main() -> None:
         merged = {**result, "frozen": sum(r["frozen"] for r in all_results),
                   "frozen_unchanged": all(r["frozen_unchanged"] for r in all_results),
                   "trainable_changed": all(r["trainable_changed"] for r in all_results),
-                  "padded_heads_zero": [r["padded_heads_zero"] for r in all_results]}
+                  "padded_heads_zero": [r["padded_heads_zero"] for r in all_results],
+                  "language_layers": [r["language_layers"] for r in all_results],
+                  "parameters": [r["parameters"] for r in all_results]}
         print(json.dumps(merged))
         with open(args.out, "w") as handle:
             json.dump(merged, handle)

@@ -14,7 +14,9 @@ IMG, PAD = 5, 0
 
 
 def rollout(prompt, tokens, group=0, tiles=1):
-    return Rollout(group=group, prompt_ids=prompt, pixel_values=torch.full((tiles, 3, 4, 4), float(group)),
+    """uint8 tiles, as the prompt loader's tile decoder gives them (tiles=0: a text-only prompt)."""
+    pixels = torch.full((tiles, 3, 4, 4), group, dtype=torch.uint8) if tiles else None
+    return Rollout(group=group, prompt_ids=prompt, pixel_values=pixels,
                    token_ids=tokens, logprobs=[-0.1 * (i + 1) for i in range(len(tokens))],
                    finish_reason="stop", text="")
 
@@ -46,7 +48,20 @@ def test_grpo_microbatch_layout():
     assert batch.position_ids[0, :7].tolist() == expected.tolist()
     assert batch.position_ids[0, 12:19].tolist() == expected.tolist()
     assert batch.position_ids[0, :4].tolist() == [0.0, 0.25, 0.5, 2.0]  # ceil(0.5) + 1 = 2
-    assert batch.pixel_values[:, 0, 0, 0].tolist() == [0.0, 1.0, 0.0]  # tiles in token order
+    assert batch.pixel_values[:, 0, 0, 0].tolist() == [0, 1, 0]  # tiles in token order
+    assert batch.pixel_values.dtype == torch.uint8  # the model normalises them on its device
+
+
+def test_grpo_text_only_prompts_leave_the_row_tiles_uint8():
+    """A text-only prompt packed beside image prompts adds no tiles and keeps them uint8 (a float
+    empty tensor would promote them to un-normalised floats the model takes as normalised)."""
+    text, image = rollout([1, 2, 3], [7, 8], tiles=0), rollout([1, IMG, IMG, 4], [6, 9], group=3)
+    seqs = [TrainingSequence(text, 1.0), TrainingSequence(image, -1.0)]
+    (mb,) = pack_microbatches(seqs, max_tokens=32, pad_id=PAD, image_id=IMG, delta=0.25)
+    assert mb.batch.pixel_values.dtype == torch.uint8
+    assert mb.batch.pixel_values[:, 0, 0, 0].tolist() == [3]
+    (only_text,) = pack_microbatches(seqs[:1], max_tokens=32, pad_id=PAD, image_id=IMG, delta=0.25)
+    assert only_text.batch.pixel_values is None
 
 
 def test_grpo_packing_respects_the_budget_and_split():

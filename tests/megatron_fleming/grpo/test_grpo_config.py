@@ -31,11 +31,12 @@ def test_grpo_stage4_configs_carry_the_paper_values(size):
         (0.2, "k3", "population", 1e-4, "token-mean")
     assert cfg.rewards.format_weight == 1.0 and cfg.rewards.accuracy_weight == 1.0
     assert cfg.checkpoint.init_from == f"checkpoints/{size}/stage3"
-    # one epoch of the 100K-prompt set, and every data-parallel replica gets whole prompts
-    assert cfg.train.iters * g.prompts_per_step >= 100_000 > (cfg.train.iters - 1) * g.prompts_per_step
+    # one epoch of the GRPO set, counted in prompts as stages 1-3 count conversations (no
+    # count of steps anywhere), and every data-parallel replica gets whole prompts
+    assert raw["train"]["epochs"] == 1 and "iters" not in raw["train"]
+    assert cfg.train.epochs == 1 and cfg.train.prompts is None
     dp = GPUS[size] // (cfg.parallel.tensor_parallel * cfg.parallel.pipeline_parallel)
     assert cfg.prompts_per_rank(dp) * dp == g.prompts_per_step
-    assert cfg.total_updates == cfg.train.iters * 4
 
 
 def test_grpo_named_defaults_without_the_file():
@@ -57,7 +58,9 @@ def test_grpo_named_defaults_without_the_file():
     ("rewards.format_pattern=(", "rewards.format_pattern"),
     ("rewards.judge.timeout_s=0", "rewards.judge.timeout_s"),
     ("parallel.virtual_pipeline_parallel=2", "virtual_pipeline_parallel"),
-    ("train.iters=null", "train.iters"),
+    ("train.prompts=null", "set exactly one.*e.g. train.epochs=1"),
+    ("train.epochs=1", "set exactly one"),
+    ("train.iters=10", "unknown keys \\['iters'\\] in train"),
     ("grpo.clip_epsilon=0.2", "unknown keys"),
 ])
 def test_grpo_bad_settings_are_refused_by_name(override, message):

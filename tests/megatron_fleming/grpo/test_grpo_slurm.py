@@ -31,7 +31,7 @@ def test_grpo_sbatch_runs_data_parallel(tmp_path):
     job = subprocess.run(
         ["sbatch", "--parsable", f"--output={log}", str(SBATCH), f"checkpoint.dir={run}",
          "checkpoint.init_from=null", "data.tokenizer.path=null", "data.tokenizer.tiny_bpe_vocab=300",
-         "model.overrides.language.vocab_size=320", "grpo.max_response_len=8", "train.iters=2",
+         "model.overrides.language.vocab_size=320", "grpo.max_response_len=8", "train.prompts=8",
          # random weights: a reward random text meets about half the time, so groups vary
          "rewards.accuracy_weight=0.0", "rewards.format_pattern=(?s).*[aeiou].*"],
         cwd=REPO, env=env, capture_output=True, text=True, check=True).stdout.strip().split(";")[0]

@@ -13,6 +13,8 @@ from megatron_fleming.grpo.toy_task import write_letter_task
 
 ITERS = 20
 WINDOW = 6
+PROMPTS = 8  # per iteration (grpo_worker.py)
+TASK = 256  # prompts in the GRPO set: one epoch
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +44,8 @@ def test_grpo_toy_task_raises_accuracy_with_kl_bounded(tp1):
     assert max(r["kl"] for r in rows) < 1.0
     assert all(r["updates_applied"] >= 1 for r in rows[1:])
     assert all(r["groups"] == 8 and r["response_length"] <= 3 for r in rows)
-    # rollout and trainer agree on every sampled token (fp32, V2PE delta 1/4), every iteration
+    # rollout and trainer agree on every sampled token (fp32, fractional V2PE delta 1/8: image
+    # runs end between integers), every iteration
     checked = [r for r in rows if r["logprob_tokens"] > 0]
     assert len(checked) >= ITERS - 2
     assert max(r["logprob_max_abs_delta"] for r in checked) <= 1e-5
@@ -52,6 +55,24 @@ def test_grpo_toy_task_raises_accuracy_with_kl_bounded(tp1):
         assert math.isclose(sum(r[f"time_share_{p}"] for p in
                                 ("rollout", "reward", "reference", "check", "update")), 1.0)
     assert rows[-1]["counts"]["skipped_groups"] == sum(r["skipped_groups"] for r in rows)
+
+
+def test_grpo_stage_is_counted_in_prompts_and_the_lr_follows_the_count(tp1):
+    """As stages 1-3 count conversations: the stage is train.prompts = 160, every iteration
+    consumes its 8 prompts, the run stops at the iteration reaching 160, and the learning rate
+    after an iteration's updates is tiny_grpo's schedule (10% warmup, cosine to 0, peak 1e-3) at
+    the prompts consumed so far."""
+    rows = tp1["rows"]
+    total = ITERS * PROMPTS
+    warm, peak = math.ceil(0.1 * total), 1.0e-3
+    for r in rows:
+        count = r["iteration"] * PROMPTS
+        assert (r["consumed"], r["total"]) == (count, total)
+        assert r["epoch"] == pytest.approx(count / TASK)
+        progress = (count - warm) / (total - warm)
+        expected = peak * count / warm if count <= warm else \
+            0.5 * peak * (1 + math.cos(math.pi * progress))
+        assert r["lr"] == pytest.approx(expected, abs=1e-12)
 
 
 def test_grpo_logprob_drift_stops_the_run(tp1):

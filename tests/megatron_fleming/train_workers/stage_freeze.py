@@ -23,6 +23,7 @@ def main() -> None:
     )
     from megatron_fleming.train.checkpoint import Checkpointer
     from megatron_fleming.train.config import load_config
+    from megatron_fleming.train.schedule import StageLength, global_consumed
     from megatron_fleming.train.train_module import TrainModule
     from megatron_fleming.train.trainer import build_components
 
@@ -35,7 +36,7 @@ def main() -> None:
     cfg = load_config(args.config, args.overrides)
     vlm = cfg.vlm_config()
     initialize_parallel(cfg.parallel, seed=cfg.train.seed + 1)
-    source = TrainModule(cfg, vlm)  # the "previous stage": other seed, other weights
+    source = TrainModule(cfg, vlm, StageLength.of(cfg))  # the "previous stage": other weights
     init_dir = Path(cfg.checkpoint.dir) / "init"
     if torch.distributed.get_rank() == 0:
         init_dir.mkdir(parents=True)
@@ -54,7 +55,8 @@ def main() -> None:
     micro = cfg.microbatches(1)
     losses = []
     for _ in range(args.steps):
-        result = parts.module.train_step([next(data) for _ in range(micro)])
+        batches = [next(data) for _ in range(micro)]
+        result = parts.module.train_step(batches, consumed=global_consumed(batches, parts.module.device))
         assert result.update_applied
         losses.append(result.loss_sum)
     report = {
