@@ -3,7 +3,8 @@
     python -m megatron_fleming.pipeline.heldout --build DIR --out DIR --tasks modality_mcq \\
         --fraction 0.3 --seed 17 [--langs en]
 
-The build (made without decontamination) holds every record's samples; a seeded ``fraction`` of
+The build (made without decontamination) holds every record's samples (``fleming-vqa/2``: each
+question a turn of its record's conversation); a seeded ``fraction`` of
 its records (of the named ``sources``, or of all), chosen by the sample ``group`` (one record, EN
 and ZH twins together), is held out,
 and their multiple-choice samples of ``tasks`` become OmniMedVQA's released layout::
@@ -32,6 +33,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from datakit.sample import turn_docs
 from datakit.seeding import unit_interval
 from datakit.shard_writer import iter_samples
 
@@ -51,6 +53,21 @@ def question_text(human_turn: str) -> str:
     return "\n".join(lines[:end]).strip()
 
 
+def _row(doc: dict, turn: dict, parts: dict, out: Path) -> dict:
+    """One OmniMedVQA question of a single-turn sample; its image written under ``Images/``."""
+    media = doc["media"][0]
+    image = parts[media["part"]]
+    rel = f"Images/{doc['source']}/{hashlib.sha256(image).hexdigest()}.{media['part'].split('.', 1)[1]}"
+    (out / rel).parent.mkdir(parents=True, exist_ok=True)
+    (out / rel).write_bytes(image)
+    options = list(turn["options"])
+    row = {"dataset": doc["source"], "question_id": turn["key"], "question_type": turn["task"],
+           "question": question_text(doc["conversations"][0]["value"]),
+           "gt_answer": options[LETTERS.index(turn["answer"])], "image_path": rel, "modality_type": doc["modality"]}
+    row.update({f"option_{LETTERS[i]}": text for i, text in enumerate(options)})
+    return row
+
+
 def write_fixture(build: Path, out: Path, *, tasks: set[str], langs: set[str], fraction: float,
                   seed: int, sources: set[str] | None = None) -> dict:
     tars = sorted(build.glob("*/*.tar"))
@@ -61,30 +78,21 @@ def write_fixture(build: Path, out: Path, *, tasks: set[str], langs: set[str], f
     groups: set[str] = set()
     all_groups: set[str] = set()
     for tar in tars:
-        for key, parts in iter_samples(tar):
-            doc = json.loads(parts["json"])
-            if sources is not None and doc["source"] not in sources:
+        for _, parts in iter_samples(tar):
+            sample = json.loads(parts["json"])
+            if "turns" not in sample or (sources is not None and sample["source"] not in sources):
+                continue  # an interleaved document has no questions
+            all_groups.add(sample["group"])
+            if not held_out(seed, sample["group"], fraction):
                 continue
-            all_groups.add(doc["group"])
-            if not held_out(seed, doc["group"], fraction):
-                continue
-            groups.add(doc["group"])
-            if doc["task"] not in tasks or doc["lang"] not in langs or doc["question_type"] != "mcq":
-                continue
-            if len(doc["media"]) != 1 or not doc.get("options"):
-                continue
-            media = doc["media"][0]
-            image = parts[media["part"]]
-            rel = f"Images/{doc['source']}/{hashlib.sha256(image).hexdigest()}.{media['part'].split('.', 1)[1]}"
-            (out / rel).parent.mkdir(parents=True, exist_ok=True)
-            (out / rel).write_bytes(image)
-            options = list(doc["options"])
-            row = {"dataset": doc["source"], "question_id": key, "question_type": doc["task"],
-                   "question": question_text(doc["conversations"][0]["value"]),
-                   "gt_answer": options[LETTERS.index(doc["answer"])], "image_path": rel,
-                   "modality_type": doc["modality"]}
-            row.update({f"option_{LETTERS[i]}": text for i, text in enumerate(options)})
-            rows.setdefault(doc["source"], []).append(row)
+            groups.add(sample["group"])
+            for doc in turn_docs(sample):  # each question of a conversation on its own
+                turn = doc["turns"][0]
+                if turn["task"] not in tasks or doc["lang"] not in langs or turn["question_type"] != "mcq":
+                    continue
+                if len(doc["media"]) != 1 or not turn.get("options"):
+                    continue
+                rows.setdefault(doc["source"], []).append(_row(doc, turn, parts, out))
     items = [r for source in sorted(rows) for r in sorted(rows[source], key=lambda r: r["question_id"])]
     if not items:
         raise SystemExit(f"heldout: no multiple-choice {sorted(tasks)} sample in {sorted(langs)} among the "

@@ -5,6 +5,7 @@ whose tokenizer differs from its predecessor's is refused."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -44,7 +45,7 @@ def _weights(run: Path, tmp: Path) -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="module")
 def stage1(stage_builds, tmp_path_factory):
     run = tmp_path_factory.mktemp("handoff") / "stage1"
-    _train("train", "tiny_stage1.yaml", stage_builds["stage1"].out, run, "train.iters=3")
+    _train("train", "tiny_stage1.yaml", stage_builds["stage1"].out, run, "train.conversations=12")
     return run
 
 
@@ -58,26 +59,27 @@ def test_stage2_starts_from_stage1_bit_for_bit_and_keeps_its_llm(stage1, stage_b
     assert {k.split(".")[0] for k in before} == {"vision_model", "vision_projection", "language_model"}
 
     start = tmp_path / "stage2-start"
-    _train("train", "tiny_stage2.yaml", stage_builds["stage2"].out, start, *_handoff(stage1), "train.iters=1",
+    _train("train", "tiny_stage2.yaml", stage_builds["stage2"].out, start, *_handoff(stage1), "train.conversations=1",
            *FROZEN_LR)
     loaded = _weights(start, tmp_path)
     assert loaded.keys() == before.keys()
     assert all(torch.equal(loaded[k], before[k]) for k in before)
 
     trained = tmp_path / "stage2"
-    _train("train", "tiny_stage2.yaml", stage_builds["stage2"].out, trained, *_handoff(stage1), "train.iters=2")
+    _train("train", "tiny_stage2.yaml", stage_builds["stage2"].out, trained, *_handoff(stage1), "train.conversations=8")
     after = _weights(trained, tmp_path)
     language = [k for k in before if k.startswith("language_model.")]
     vision = [k for k in before if not k.startswith("language_model.")]
     assert language and all(torch.equal(after[k], before[k]) for k in language)  # frozen: bit-identical
     moved = [k for k in vision if not torch.equal(after[k], before[k])]
     assert len(moved) > len(vision) // 2  # the ViT and the projector trained
-    assert (trained / "latest_checkpointed_iteration.txt").read_text().strip() == "2"  # a fresh count
+    progress = [json.loads(line) for line in (trained / "metrics.jsonl").read_text().splitlines()]
+    assert progress[0]["iteration"] == 1  # a fresh count: nothing of stage 1's progress carried over
 
 
 def test_grpo_starts_from_its_predecessor_bit_for_bit(stage1, stage_builds, tmp_path):
     start = tmp_path / "stage4-start"
-    _train("grpo", "tiny_stage4.yaml", stage_builds["grpo"].out, start, *_handoff(stage1), "train.iters=1",
+    _train("grpo", "tiny_stage4.yaml", stage_builds["grpo"].out, start, *_handoff(stage1), "train.prompts=2",
            "grpo.prompts_per_step=2", "grpo.rollout_prompts=2", "grpo.generations=2", *FROZEN_LR)
     before, loaded = _weights(stage1, tmp_path), _weights(start, tmp_path)
     assert loaded.keys() == before.keys() and all(torch.equal(loaded[k], before[k]) for k in before)
@@ -85,7 +87,7 @@ def test_grpo_starts_from_its_predecessor_bit_for_bit(stage1, stage_builds, tmp_
 
 def test_a_stage_with_another_tokenizer_is_refused(stage1, stage_builds, tmp_path):
     res = _fleming("train", "--config", str(CONFIGS / "tiny_stage2.yaml"), "--data", str(stage_builds["stage2"].out),
-                   f"checkpoint.dir={tmp_path / 'stage2'}", f"checkpoint.init_from={stage1}", "train.iters=1")
+                   f"checkpoint.dir={tmp_path / 'stage2'}", f"checkpoint.init_from={stage1}", "train.conversations=40")
     assert res.returncode != 0
     assert f"was trained with the tokenizer in {stage1 / 'tokenizer'}" in res.stderr
     assert f"data.tokenizer.path={stage1 / 'tokenizer'}" in res.stderr
