@@ -156,7 +156,8 @@ class StageSection:
     command: Literal["train", "grpo"]
     config: str
     data: str  # a build, a blend or the GRPO set
-    init_from: str  # "init" or an earlier stage
+    #: "init" or an earlier stage; None: the stage config's own checkpoint.init_from (or none)
+    init_from: str | None = None
     overrides: list[str] = field(default_factory=list)
     ranks: int = 1  # local runs: processes (torchrun when > 1)
 
@@ -201,6 +202,8 @@ class SlurmJob:
     mem: str | None = None  # e.g. "0" (all of the node's memory)
     time: str = "01:00:00"
     exclusive: bool = False
+    #: training jobs: SIGTERM this long before the time limit (checkpoint, then requeue)
+    signal_before_s: int = 180
 
 
 @dataclass(frozen=True)
@@ -245,7 +248,7 @@ class PipelineConfig:
             _require(stage.data in datasets, f"stage {stage.name}: data {stage.data!r} is not a "
                      f"build, blend or the GRPO set ({sorted(datasets)})")
             earlier = [INIT, *names[:i]]
-            _require(stage.init_from in earlier, f"stage {stage.name}: init_from "
+            _require(stage.init_from is None or stage.init_from in earlier, f"stage {stage.name}: init_from "
                      f"{stage.init_from!r} must be one of {earlier}")
             _require(stage.init_from != INIT or self.init is not None,
                      f"stage {stage.name} starts from init, but the pipeline has no init section")

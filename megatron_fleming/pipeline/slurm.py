@@ -133,7 +133,7 @@ def _build_jobs(chain: Chain, step: Step) -> list[Job]:
 def _stage(chain: Chain, step: Step) -> Path:
     d, s, res = step.details, chain.cfg.slurm, _resources(chain, step)
     log = str(chain.layout.logs / f"{step.name}-%j.out")
-    extra = ["--requeue", "--signal=B:TERM@120", "--open-mode=append"]
+    extra = ["--requeue", f"--signal=B:TERM@{res.signal_before_s}", "--open-mode=append"]
     done = _marker(chain, step, "done").replace('"$py"', shlex.quote(_python(chain)))
     lines = _header(chain, step.name, res, log, extra) + _prelude(chain, step, f"fleming {d['command']}") + [
         "# A SIGTERM (preemption, time limit) checkpoints and requeues; every start resumes from the",

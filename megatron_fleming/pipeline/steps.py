@@ -141,7 +141,7 @@ def _build_step(cfg: PipelineConfig, name: str, recipe: str, out: Path, registry
     return Step(name=name, kind="build", argv=tuple(argv), deps=deps, inputs=(recipe_file(recipe),),
                 extra=_listing(cfg, _sources(cfg)), outputs=(out / "build.json",), clean=(out,),
                 resources="build",
-                details={"recipe": str(recipe_file(recipe)), "out": str(out), "registry": str(registry),
+                details={"recipe": recipe_arg(recipe), "out": str(out), "registry": str(registry),
                          "sources": None if cfg.data.sources is None else str(_sources(cfg))})
 
 
@@ -221,8 +221,7 @@ def plan(cfg: PipelineConfig, out: Path) -> list[Step]:
                      argv=("-m", "megatron_fleming.cli", "convert", "hf-to-mcore", "--hf", str(hf), "--out", str(run),
                            "--tp", str(i.tp), "--pp", str(i.pp)),
                      extra=(str(hf),), inputs=tuple(p for p in (hf / "config.json",) if p.is_file()),
-                     outputs=(run / "metadata.json",), clean=(run,), resources=f"stage:{cfg.stages[0].name}",
-                     ranks=i.tp * i.pp))
+                     outputs=(run / "metadata.json",), clean=(run,), resources="evaluation"))
         else:
             data, data_step = _data_path(cfg, lay, i.data)
             add(_train_step(INIT, "train", repo_path(i.config), data, run, None,
@@ -232,9 +231,10 @@ def plan(cfg: PipelineConfig, out: Path) -> list[Step]:
     # --- the stages, each from the previous stage's final weights
     for stage in cfg.stages:
         data, data_step = _data_path(cfg, lay, stage.data)
+        start = () if stage.init_from is None else (_checkpoint_step(stage.init_from),)
         add(_train_step(stage.name, stage.command, repo_path(stage.config), data, lay.run(stage.name),
-                        lay.run(stage.init_from), (*tokenizer_overrides, *stage.overrides),
-                        (data_step, _checkpoint_step(stage.init_from), *tokenizer_deps), stage.ranks,
+                        None if stage.init_from is None else lay.run(stage.init_from),
+                        (*tokenizer_overrides, *stage.overrides), (data_step, *start, *tokenizer_deps), stage.ranks,
                         f"stage:{stage.name}"))
 
     if cfg.evaluation is not None:

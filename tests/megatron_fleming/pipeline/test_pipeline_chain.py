@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from megatron_fleming.cli import main
 from megatron_fleming.pipeline.chain import Chain
 from megatron_fleming.pipeline.config import load_pipeline
 from megatron_fleming.pipeline.local import run_local
@@ -141,12 +141,46 @@ def test_a_data_only_chain_runs_then_a_rerun_starts_nothing(tmp_path, monkeypatc
     assert all(line.endswith("done, skipped") for line in lines[1:4])
 
 
-def test_dry_run_prints_the_chain_and_runs_nothing(tmp_path):
+def _cli(capsys, *args: str) -> str:
+    assert main(["pipeline", *args]) == 0
+    return capsys.readouterr().out
+
+
+def test_dry_run_prints_the_chain_and_runs_nothing(tmp_path, capsys):
     out = tmp_path / "out"
-    res = subprocess.run([sys.executable, "-m", "megatron_fleming.cli", "pipeline", "--config", str(TINY), "--out",
-                          str(out), "--dry-run"], capture_output=True, text=True, cwd=REPO)
-    assert res.returncode == 0, res.stderr
-    assert "0 of 21 steps done, 21 to run" in res.stdout
-    assert "stage2 [todo] after build-stage2, stage1, tokenizer" in res.stdout
-    assert f"checkpoint.init_from={out / 'runs' / 'stage1'}" in res.stdout
+    printed = _cli(capsys, "--config", str(TINY), "--out", str(out), "--dry-run")
+    assert "0 of 21 steps done, 21 to run" in printed
+    assert "stage2 [todo] after build-stage2, stage1, tokenizer" in printed
+    assert f"checkpoint.init_from={out / 'runs' / 'stage1'}" in printed
     assert not out.exists()
+
+
+@pytest.mark.parametrize("size, nodes, tp", [("8b", 1, "2"), ("38b", 4, "8")])
+def test_the_paper_pipelines_render_their_sbatch_chain(size, nodes, tp, tmp_path, capsys):
+    config = REPO / "megatron_fleming" / "configs" / "pipelines" / f"{size}.yaml"
+    out = tmp_path / "out"
+    printed = _cli(capsys, "--config", str(config), "--out", str(out), "--slurm", "--dry-run")
+    jobs = {line.split(":")[0].strip(): line for line in printed.splitlines()[1:]}
+    # data builds: plan -> array of slices -> merge, after every benchmark is registered
+    for b in ("stage1", "stage2", "stage3"):
+        assert "afterok: decontam-vqa_rad, decontam-slake" in jobs[f"build-{b}-plan"]
+        assert jobs[f"build-{b}-slices"].endswith(f"(afterok: build-{b}-plan)")
+        assert jobs[f"build-{b}-merge"].endswith(f"(afterok: build-{b}-slices)")
+    slices = (out / "slurm" / "build-stage3-slices.sbatch").read_text()
+    assert "#SBATCH --array=0-63" in slices and "datakit.cli slice stage3" in slices
+    # the stages: each on its nodes, each after its data and the stage before it; eval after each
+    assert jobs["stage1"].endswith("(afterok: build-stage1-merge, init)")
+    assert jobs["stage2"].endswith("(afterok: build-stage2-merge, stage1)")
+    assert jobs["stage4"].endswith("(afterok: grpo-data, stage3)")
+    for point in ("init", "stage1", "stage2", "stage3", "stage4"):
+        assert jobs[f"eval-{point}"].endswith(f"(afterok: {point})")
+    assert "eval-stage4" in jobs["report"]
+    for stage, previous in (("stage2", "stage1"), ("stage4", "stage3")):
+        text = (out / "slurm" / f"{stage}.sbatch").read_text()
+        assert f"#SBATCH --nodes={nodes}" in text and "#SBATCH --gpus-per-node=8" in text
+        assert "#SBATCH --requeue" in text and "scripts/slurm/train_launch.sh" in text
+        assert f"configs/{size}_{stage}.yaml" in text and f"checkpoint.init_from={out / 'runs' / previous}" in text
+        assert "FLEMING_ON_FINISH=" in text and f"FLEMING_COMMAND={'grpo' if stage == 'stage4' else 'train'}" in text
+    init = (out / "slurm" / "init.sbatch").read_text()
+    assert f"convert hf-to-mcore --hf" in init and f"--tp {tp}" in init
+    assert f"--tp {tp}" in (out / "slurm" / "eval-stage3.sbatch").read_text()
