@@ -38,9 +38,10 @@ INTERLEAVED = "interleaved"
 LANGS = frozenset({"en", "zh"})
 #: The one ``modality`` vocabulary of every sample (docs/data-quality.md): the imaging modality,
 #: whatever the storage form, so a CT volume is "ct" whether it came from M3D or from NIfTI.
+#: "synthetic" is for generated, non-medical data (the GRPO toy task), never a real source.
 MODALITIES = frozenset({
     "ultrasound", "x-ray", "ct", "mri", "fundus", "clinical_photo", "dermoscopy", "pathology",
-    "endoscopy", "microscopy", "oct", "video", "radiology", "mixed",
+    "endoscopy", "microscopy", "oct", "video", "radiology", "mixed", "synthetic",
 })
 _KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 

@@ -34,7 +34,9 @@ def samples_per_epoch(path: str, split: str) -> int:
     loaded = load_dataset(path).get_datasets(
         training=True, split_part=split,
         worker_config=WorkerConfig(rank=0, world_size=1, num_workers=0))
-    total = sum(len(item.dataset) * (item.repetitions or 1) for item in loaded.datasets)
+    # repetitions: None in a blend by weight (each dataset once per epoch); 0 leaves a dataset out
+    total = sum(len(item.dataset) * (1 if item.repetitions is None else item.repetitions)
+                for item in loaded.datasets)
     if total <= 0:
         raise ValueError(f"{path} has no {split!r} samples: check data.path and data.split")
     return int(total)

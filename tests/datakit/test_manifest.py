@@ -35,8 +35,10 @@ def balanced() -> Manifest:
 def test_balanced_manifest_gives_exact_counts() -> None:
     acc = check_accounting(balanced(), records_discovered=3, samples_converted=4)
     assert acc["records"] == {"inputs": 3, "emitted": 2, "rejected": 1, "duplicate": 0, "contaminated": 0,
-                              "skipped_llm": 0}
-    assert acc["samples"] == {"converted": 4, "emitted": 2, "duplicate": 1, "contaminated": 0, "skipped_llm": 1,
+                              "label_conflict": 0, "balanced_out": 0, "skipped_llm": 0, "skipped": 0,
+                              "ignored": 0}
+    assert acc["samples"] == {"converted": 4, "emitted": 2, "duplicate": 1, "contaminated": 0,
+                              "label_conflict": 0, "balanced_out": 0, "skipped_llm": 1, "skipped": 0,
                               "rejected": 0}
     assert set(acc["records"]) == {"inputs", *RECORD_STATUSES}
     assert set(acc["samples"]) == {"converted", *SAMPLE_STATUSES}
@@ -63,7 +65,7 @@ def test_a_row_twice_is_refused() -> None:
         check_accounting(m, records_discovered=3, samples_converted=5)
 
 
-@pytest.mark.parametrize("kind, status", [("record", "lost"), ("sample", "emited"), ("record", "skipped")])
+@pytest.mark.parametrize("kind, status", [("record", "lost"), ("sample", "emited"), ("sample", "ignored")])
 def test_unknown_status_is_refused(kind: str, status: str) -> None:
     m = balanced()
     m.add(kind=kind, id=f"busi:z/{kind}", status=status)
@@ -81,7 +83,8 @@ def test_each_status_is_counted_where_it_belongs() -> None:
         m.add(kind="sample", id=f"s{i}", status=status)
     acc = check_accounting(m, records_discovered=len(RECORD_STATUSES), samples_converted=2)
     assert all(acc["records"][s] == 1 for s in RECORD_STATUSES)
-    assert acc["samples"] == {"converted": 2, "emitted": 1, "duplicate": 1, "contaminated": 0, "skipped_llm": 0,
+    assert acc["samples"] == {"converted": 2, "emitted": 1, "duplicate": 1, "contaminated": 0,
+                              "label_conflict": 0, "balanced_out": 0, "skipped_llm": 0, "skipped": 0,
                               "rejected": 0}
     with pytest.raises(AccountingError, match="records: discovered"):
         check_accounting(m, records_discovered=len(RECORD_STATUSES) + 2, samples_converted=0)

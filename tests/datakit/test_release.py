@@ -52,7 +52,7 @@ def test_lock_pins_files_and_sample_keys(release: Path) -> None:
     lock = locked(release)
     doc = json.loads(lock.read_text())
     assert doc == {"recipe": "demo", "seed": 7, "release_sha256": total, "files": sums,
-                   "samples": {"train": ["a-1", "b-2", "c-3"], "val": ["d-4"]}}
+                   "samples": {"train": ["a-1", "b-2", "c-3"], "val": ["d-4"]}, "decontam": []}
     assert lock.read_text().endswith("}\n")
     assert compare_with_lock(release, lock) == []
 

@@ -3,7 +3,9 @@
 Whatever the records, their order, groups, tasks or languages: records that share a split key
 land in one split; the split depends on the seed and key alone; raising ``val_fraction`` only
 moves keys from train to val (so a larger validation set contains the smaller one); and the share
-of keys in val follows ``val_fraction``.
+of keys in val follows ``val_fraction``. Over (split key, official split) pairs
+(``assign_splits``): a key with any record in a release's val/test split is val whatever the
+order, and when the hash leaves val empty the key with the smallest draw is val.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from datakit.merge import assign_split
+from datakit.seeding import unit_interval
+from datakit.splits import assign_split, assign_splits
 
 KEYS = st.text(alphabet="abcdef/:_0123456789", min_size=1, max_size=12)
 RECORDS = st.lists(
@@ -61,8 +64,36 @@ def test_val_is_the_half_open_interval_below_the_fraction(key: str, seed: int) -
     draw it is still train."""
     import math
 
-    from datakit.seeding import unit_interval
-
     draw = unit_interval(seed, "split", key)
     assert assign_split(seed, key, draw) == "train"
     assert assign_split(seed, key, math.nextafter(draw, 2.0)) == "val"
+
+
+OFFICIAL = st.sampled_from([None, "train", "val", "test"])
+
+
+@settings(max_examples=150)
+@given(pairs=st.lists(st.tuples(KEYS, OFFICIAL), min_size=1, max_size=30), seed=st.integers(0, 2**31),
+       val_fraction=st.one_of(st.sampled_from([0.0, 1e-9, 1.0]), st.floats(0.0, 0.4)))
+def test_held_out_keys_are_val_and_val_is_never_empty(pairs, seed: int, val_fraction: float) -> None:
+    out = assign_splits(seed, pairs + pairs[::-1][1:], val_fraction)  # every key seen held/not in both orders
+    keys = {k for k, _ in pairs}
+    assert set(out) == keys and set(out.values()) <= {"train", "val"}
+    held = {k for k, o in pairs if o in ("val", "test")}
+    drawn = {k for k in keys - held if assign_split(seed, k, val_fraction) == "val"}
+    extra = {k for k, s in out.items() if s == "val"} - held - drawn
+    assert all(out[k] == "val" for k in held | drawn)
+    if val_fraction > 0 and len(keys) >= 2 and not held | drawn:
+        # the one fallback: the smallest seeded draw ("split" salt), ties broken by the key
+        assert extra == {min(keys, key=lambda k: (unit_interval(seed, "split", k), k))}
+    else:
+        assert extra == set()
+
+
+def test_the_fallback_takes_the_smallest_draw_also_for_two_keys() -> None:
+    for seed in range(40):
+        keys = [f"zz{seed}", f"aa{seed}"]
+        out = assign_splits(seed, [(k, None) for k in keys], 1e-12)
+        want = min(keys, key=lambda k: unit_interval(seed, "split", k))
+        assert out == {k: "val" if k == want else "train" for k in keys}
+    assert assign_splits(3, [("a", "test"), ("a", "train"), ("b", None)], 1e-12) == {"a": "val", "b": "train"}

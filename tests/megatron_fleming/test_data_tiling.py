@@ -132,20 +132,23 @@ def test_bad_configs_are_refused():
         plan_tiles(0, 10, TilingConfig())
 
 
-def test_normalize_tiles_allocates_float32_and_fills_a_given_buffer():
-    from megatron_fleming.data.tiling import normalize_tiles
+def test_tiles_chw_keeps_uint8_fills_a_given_buffer_and_normalises_on_the_model_side():
+    from megatron_fleming.data.tiling import tiles_chw
 
     rng = np.random.default_rng(0)
     array = rng.integers(0, 256, (2, 4, 5, 3), dtype=np.uint8)
-    expected = ((torch.from_numpy(array).permute(0, 3, 1, 2).float() / 255
-                 - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+    chw = torch.from_numpy(array).permute(0, 3, 1, 2)
+    expected = ((chw.float() / 255 - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+                / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
     for tiles in (array, [Image.fromarray(a) for a in array]):  # an array or PIL tiles
-        got = normalize_tiles(tiles)
-        assert got.dtype == torch.float32 and got.shape == (2, 3, 4, 5)
-        assert torch.allclose(got, expected, atol=1e-6)
-    buffer = np.full((2, 3, 4, 5), np.nan, dtype=np.float32)
-    filled = normalize_tiles(array, out=buffer)
-    assert filled.data_ptr() == torch.from_numpy(buffer).data_ptr() and torch.equal(filled, normalize_tiles(array))
+        got = tiles_chw(tiles)
+        assert got.dtype == torch.uint8 and got.shape == (2, 3, 4, 5) and torch.equal(got, chw)
+        assert torch.allclose(normalize_pixels(got), expected, atol=1e-6)
+    buffer = np.zeros((2, 3, 4, 5), dtype=np.uint8)
+    filled = tiles_chw(array, out=buffer)
+    assert filled.data_ptr() == torch.from_numpy(buffer).data_ptr() and torch.equal(filled, chw)
+    with pytest.raises(TypeError, match="uint8"):
+        normalize_pixels(expected)
 
 
 def test_single_tile_plan_and_size_checks():

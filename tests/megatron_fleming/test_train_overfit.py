@@ -5,7 +5,7 @@ One shard holds 6 real single-turn samples of the demo build (images + one quest
 from its multi-turn conversations) and, between
 them, a sample with corrupt image bytes, one whose JSON lists a medium the tar lacks, and one too
 long for the sequence budget. The real trainer (`megatron_fleming.train.run`, one CPU rank, tiny
-preset, fp32) trains on it for 1,300 conversations (about 40 steps of 4 packed sequences).
+preset, fp32) trains on it for 2,600 conversations (about 56 steps of 4 packed sequences).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ REPO = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).resolve().parent / "train_workers" / "train_run.py"
 CONFIG = REPO / "megatron_fleming" / "configs" / "tiny_cpu.yaml"
 GOOD = 6
-CONVERSATIONS = 1300  # consumed: trained on or skipped (~33 a step)
-MIN_STEPS = 30
+CONVERSATIONS = 2600  # consumed: trained on or skipped (~46 a step)
+MIN_STEPS = 50
 #: The mean per-token loss of the last steps must fall below this (it starts near ln 512 = 6.2).
 LOSS_BOUND = 0.5
 
@@ -81,7 +81,7 @@ def test_tiny_vlm_overfits_a_handful_of_samples(trained):
 def test_bad_samples_are_skipped_and_counted(trained):
     trained, _ = trained
     skipped = trained["steps"][-1]["skipped"]
-    # Every pass over the shard meets each bad sample once; 1,300 conversations are many passes.
+    # Every pass over the shard meets each bad sample once; 2,600 conversations are many passes.
     assert skipped.get("corrupt_image", 0) >= 2
     assert skipped.get("missing_part", 0) >= 2
     assert skipped.get("too_long", 0) >= 2

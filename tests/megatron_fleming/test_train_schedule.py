@@ -37,7 +37,8 @@ def epoch_run(ultrasound_build, tmp_path_factory, torchrun):
         "--keys", "--config", str(CONFIG), f"data.path={shard}", f"checkpoint.dir={root / 'run'}",
         "train.conversations=null", "train.epochs=1", "train.global_batch_size=1",
         "data.shuffle_buffer_size=null", "data.max_samples_per_sequence=null",
-        "data.packing_buffer_size=8", "checkpoint.save_at_end=false"], timeout=240)
+        "data.packing_buffer_size=8", "data.task_encoder.max_seq_len=2048",
+        "checkpoint.save_at_end=false"], timeout=240)
     return result
 
 

@@ -90,3 +90,41 @@ def test_threshold_bounds(coarse: int, fine: int, ok: bool) -> None:
         with pytest.raises(ValueError, match=rf"^near-image thresholds coarse={coarse} fine={fine} out of range: "
                                              r"use 0 <= coarse < 32 \(of 64 bits\) and 0 <= fine < 72 \(of 144 bits\)$"):
             NearImageConfig(coarse=coarse, fine=fine)
+
+
+@pytest.mark.parametrize("value,ok", [(1.0, True), (1e-9, True), (0.95, True), (0.0, False), (-0.1, False),
+                                      (1.0 + 1e-9, False), (1.5, False)])
+def test_min_similarity_bounds(value: float, ok: bool) -> None:
+    if ok:
+        assert NearImageConfig(min_similarity=value).min_similarity == value
+    else:
+        with pytest.raises(ValueError) as e:
+            NearImageConfig(min_similarity=value)
+        assert str(e.value) == f"near-image min_similarity={value} must be in (0, 1]"
+
+
+CONFIGS = st.builds(NearImageConfig, coarse=st.integers(0, 31), fine=st.integers(0, 71),
+                    min_similarity=st.floats(0.01, 1.0))
+
+
+@settings(max_examples=60)
+@given(a=CONFIGS, others=st.lists(CONFIGS, min_size=0, max_size=3))
+def test_stricter_and_widest_take_each_threshold_on_its_own(a: NearImageConfig, others: list) -> None:
+    """A pair of two modalities meets the tighter of each threshold; the search uses the widest
+    of all, so it finds every pair any modality's thresholds accept."""
+    for b in others:
+        s = a.stricter(b)
+        assert (s.coarse, s.fine, s.min_similarity) == \
+            (min(a.coarse, b.coarse), min(a.fine, b.fine), max(a.min_similarity, b.min_similarity))
+    w = a.widest(others)
+    every = [a, *others]
+    assert (w.coarse, w.fine, w.min_similarity) == \
+        (max(c.coarse for c in every), max(c.fine for c in every), min(c.min_similarity for c in every))
+
+
+def test_stricter_and_widest_by_hand() -> None:
+    a = NearImageConfig(coarse=3, fine=20, min_similarity=0.9)
+    b = NearImageConfig(coarse=9, fine=11, min_similarity=0.99)
+    assert a.stricter(b) == NearImageConfig(coarse=3, fine=11, min_similarity=0.99) == b.stricter(a)
+    assert a.widest([b]) == NearImageConfig(coarse=9, fine=20, min_similarity=0.9)
+    assert a.widest([]) == a

@@ -7,6 +7,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from megatron_fleming.grpo.advantages import group_advantages
 from megatron_fleming.grpo.loss import aggregate, grpo_token_losses, kl_penalty
@@ -126,3 +128,39 @@ def test_grpo_advantages_by_hand():
     assert with_eps.advantages[0, 0].item() == pytest.approx(0.5 / (0.5 + 1e-4))
     with pytest.raises(ValueError, match="at least 2 samples"):
         group_advantages(torch.ones(3, 1), std="unbiased")
+
+
+@settings(max_examples=80)
+@given(rows=st.lists(st.lists(st.sampled_from([0.0, 0.5, 1.0, 1.5, 2.0]), min_size=4, max_size=4),
+                     min_size=1, max_size=5),
+       std=st.sampled_from(["population", "unbiased"]), eps=st.sampled_from([0.0, 1e-4, 0.5]))
+def test_grpo_advantages_equal_the_definition_row_by_row(rows, std, eps):
+    """(r - mean) / (std + eps) within each row, in float64 whatever the rewards' dtype; a row
+    of equal rewards is skipped (all zero) and only such a row."""
+    out = group_advantages(torch.tensor(rows, dtype=torch.float32), std=std, eps=eps)
+    assert out.advantages.dtype == torch.float32 and out.advantages.shape == (len(rows), 4)
+    assert out.skipped.dtype == torch.bool
+    for i, r in enumerate(rows):
+        equal = len(set(r)) == 1
+        assert bool(out.skipped[i]) is equal
+        mean = sum(r) / 4
+        spread = math.sqrt(sum((x - mean) ** 2 for x in r) / (3 if std == "unbiased" else 4))
+        want = [0.0] * 4 if equal else [(x - mean) / (spread + eps) for x in r]
+        assert out.advantages[i].tolist() == pytest.approx(want, rel=1e-6, abs=1e-6)
+    assert out.num_skipped == sum(len(set(r)) == 1 for r in rows)
+
+
+def test_grpo_advantages_refuse_what_they_cannot_normalise():
+    with pytest.raises(ValueError, match=r"^rewards must be \[prompts, samples\], got shape \(4,\)$"):
+        group_advantages(torch.ones(4))
+    with pytest.raises(ValueError, match=r"^std 'sample': use 'population' or 'unbiased'$"):
+        group_advantages(torch.ones(2, 2), std="sample")
+    with pytest.raises(ValueError, match=r"^the unbiased std needs at least 2 samples per prompt$"):
+        group_advantages(torch.ones(3, 1), std="unbiased")
+    with pytest.raises(ValueError, match=r"^eps \(-1e-06\) must be >= 0$"):
+        group_advantages(torch.ones(2, 2), eps=-1e-6)
+    one = group_advantages(torch.tensor([[3.0]]))  # one sample: population std 0, skipped
+    assert one.skipped.tolist() == [True] and one.advantages.tolist() == [[0.0]]
+    two = group_advantages(torch.tensor([[0.0, 1.0]], dtype=torch.float64), std="unbiased", eps=0.0)
+    assert two.advantages.dtype == torch.float64
+    assert two.advantages[0].tolist() == pytest.approx([-0.5 / math.sqrt(0.5), 0.5 / math.sqrt(0.5)])
