@@ -75,12 +75,16 @@ def collect(out: Path) -> dict:
         series = [(m["iteration"], m[key]) for m in metrics if m.get(key) is not None]
         tenth = max(1, len(series) // 10)
         summary = _json(Path(point["eval"]) / "summary.json") if point["eval"] else None
-        scores = {name: s["headline"] for name, s in (summary or {}).get("benchmarks", {}).items()}
+        benchmarks = (summary or {}).get("benchmarks", {})
+        scores = {name: s["headline"] for name, s in benchmarks.items()}
+        by_modality = {name: {m: v["accuracy"] * 100 for m, v in s.get("by_modality", {}).items()}
+                       for name, s in benchmarks.items()}
         points.append({"name": point["name"], "command": point["command"], "metric": key, "series": series,
                        "first": _mean([v for _, v in series[:tenth]]), "last": _mean([v for _, v in series[-tenth:]]),
                        "accuracy": [(m["iteration"], m["accuracy"]) for m in metrics if "accuracy" in m],
                        "skipped_groups": sum(m.get("skipped_groups", 0) for m in metrics),
-                       "evaluated": summary is not None, "scores": scores,
+                       "evaluated": summary is not None, "scores": scores, "by_modality": by_modality,
+                       "balanced": {n: _mean(list(m.values())) for n, m in by_modality.items()},
                        "seconds": steps.get(point["name"], {}).get("seconds")})
     return {"name": plan["name"], "description": plan["description"], "config": plan["config"],
             "steps": {n: d.get("seconds") for n, d in steps.items()},
@@ -123,7 +127,17 @@ def markdown(figures: dict, out: Path) -> str:
               "only for the paper's own benchmarks; the held-out fixture is not one of them.", "",
               "![scores](scores.png)", ""]
     if heldout:
-        lines += ["## Held-out items", "",
+        held = [n for n, b in figures["benchmarks"].items() if b["heldout"]]
+        modalities = sorted({m for p in points for n in held for m in p["by_modality"].get(n, {})})
+        lines += ["## Held-out items", "", "Accuracy per modality (%), and balanced accuracy (their mean: a model "
+                  f"that always gives one answer scores {100 / max(1, len(modalities)):.1f} on it, whatever that "
+                  "answer):", "", "| modality | " + " | ".join(p["name"] for p in points) + " |",
+                  "|---|" + "---:|" * len(points)]
+        for n in held:
+            for m in modalities:
+                lines.append(f"| {m} | " + " | ".join(_fmt(p["by_modality"].get(n, {}).get(m)) for p in points) + " |")
+            lines.append("| **balanced** | " + " | ".join(_fmt(p["balanced"].get(n)) for p in points) + " |")
+        lines += ["",
                   f"Task(s) {', '.join(heldout['tasks'])}: {heldout['items']} multiple-choice items from "
                   f"{len(heldout['held_out_records'])} of {heldout['records']} records (seeded fraction "
                   f"{heldout['fraction']}), by source {heldout['items_by_source']}. Chance "
