@@ -100,9 +100,12 @@ class Layout:
 
 
 def recipe_file(recipe: str) -> Path:
+    """A packaged recipe by name, or a recipe file by path (a relative one from the repository
+    root, as stage configs are)."""
     from datakit.recipe import resolve_recipe_path
 
-    return Path(resolve_recipe_path(recipe)).resolve()
+    looks_like_path = "/" in recipe or recipe.endswith((".yaml", ".yml"))
+    return Path(resolve_recipe_path(str(repo_path(recipe)) if looks_like_path else recipe)).resolve()
 
 
 def sources_listing(folder: Path) -> str:

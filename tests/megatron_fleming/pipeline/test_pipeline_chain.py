@@ -184,3 +184,12 @@ def test_the_paper_pipelines_render_their_sbatch_chain(size, nodes, tp, tmp_path
     init = (out / "slurm" / "init.sbatch").read_text()
     assert f"convert hf-to-mcore --hf" in init and f"--tp {tp}" in init
     assert f"--tp {tp}" in (out / "slurm" / "eval-stage3.sbatch").read_text()
+
+
+def test_a_recipe_given_as_a_relative_path_is_read_from_the_repository_root(tmp_path, monkeypatch):
+    config = tmp_path / "data.yaml"
+    config.write_text(yaml.safe_dump({"name": "paths", "data": {"builds": {"s1": "datakit/recipes/stage1.yaml"}}}))
+    monkeypatch.chdir(tmp_path)  # the recipe is not under the current folder
+    step = _chain(config, tmp_path / "out").step("build-s1")
+    recipe = REPO / "datakit" / "recipes" / "stage1.yaml"
+    assert step.inputs == (recipe,) and str(recipe) in step.argv
