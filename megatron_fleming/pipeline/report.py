@@ -130,8 +130,8 @@ def markdown(figures: dict, out: Path) -> str:
         held = [n for n, b in figures["benchmarks"].items() if b["heldout"]]
         modalities = sorted({m for p in points for n in held for m in p["by_modality"].get(n, {})})
         lines += ["## Held-out items", "", "Accuracy per modality (%), and balanced accuracy (their mean: a model "
-                  f"that always gives one answer scores {100 / max(1, len(modalities)):.1f} on it, whatever that "
-                  "answer):", "", "| modality | " + " | ".join(p["name"] for p in points) + " |",
+                  f"that always gives one answer, whatever it is, scores at most {100 / max(1, len(modalities)):.1f} "
+                  "on it; above that, the answers depend on the image):", "", "| modality | " + " | ".join(p["name"] for p in points) + " |",
                   "|---|" + "---:|" * len(points)]
         for n in held:
             for m in modalities:
