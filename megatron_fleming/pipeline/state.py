@@ -82,6 +82,15 @@ class Markers:
         _atomic_write(self.folder / f"{step}.started", json.dumps({"fingerprint": fingerprint}) + "\n")
         (self.folder / f"{step}.done").unlink(missing_ok=True)
 
+    def since_started(self, step: str) -> float | None:
+        """Seconds since the step's ``.started`` marker was written: the wall time of a step whose
+        start and end are different Slurm jobs (a build's plan and merge) or a different process
+        (a stage's FLEMING_ON_FINISH hook), queueing between its jobs included."""
+        try:
+            return max(0.0, time.time() - (self.folder / f"{step}.started").stat().st_mtime)
+        except FileNotFoundError:
+            return None
+
     def mark_done(self, step: str, fingerprint: str, seconds: float | None) -> None:
         doc = {"fingerprint": fingerprint, "seconds": seconds,
                "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
@@ -108,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     if what == "started":
         markers.mark_started(step, fingerprint)
     elif what == "done":
-        markers.mark_done(step, fingerprint, float(args[4]) if len(args) > 4 else None)
+        markers.mark_done(step, fingerprint, float(args[4]) if len(args) > 4 else markers.since_started(step))
     else:
         raise SystemExit(f"unknown marker {what!r}: started or done")
     return 0

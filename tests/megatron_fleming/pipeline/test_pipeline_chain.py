@@ -5,14 +5,17 @@ twice (the second run starts no process)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from megatron_fleming.cli import main
+from megatron_fleming.pipeline import state
 from megatron_fleming.pipeline.chain import Chain
 from megatron_fleming.pipeline.config import load_pipeline
 from megatron_fleming.pipeline.local import run_local
@@ -193,3 +196,14 @@ def test_a_recipe_given_as_a_relative_path_is_read_from_the_repository_root(tmp_
     step = _chain(config, tmp_path / "out").step("build-s1")
     recipe = REPO / "datakit" / "recipes" / "stage1.yaml"
     assert step.inputs == (recipe,) and str(recipe) in step.argv
+
+
+def test_a_marker_written_by_another_job_records_the_time_since_the_step_started(tmp_path):
+    """Slurm: a build starts in its plan job and ends in its merge job, a stage ends in the
+    launcher's hook; the report's wall time per step comes from the markers."""
+    assert state.main([str(tmp_path), "build-x", "f" * 64, "started"]) == 0
+    started = tmp_path / ".steps" / "build-x.started"
+    os.utime(started, (time.time() - 90, time.time() - 90))
+    assert state.main([str(tmp_path), "build-x", "f" * 64, "done"]) == 0
+    done = state.Markers(tmp_path / ".steps").done("build-x")
+    assert done["fingerprint"] == "f" * 64 and 89 <= done["seconds"] < 120
