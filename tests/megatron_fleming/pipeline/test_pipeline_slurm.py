@@ -4,7 +4,7 @@ Default suite: a reduced chain — a datakit build as plan -> array of slices ->
 tiny BPE, one training stage through scripts/slurm/train_launch.sh (its completion marker
 written by the launcher's FLEMING_ON_FINISH hook), the report — submitted at once with afterok
 links and waited for; resubmitting submits nothing. Slow: the whole tiny pipeline as Slurm jobs,
-to the same report as the local run.
+to a report that holds the same claim as the local run's (tiny_claim.py).
 """
 
 from __future__ import annotations
