@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 TEST_STAMP := $(VENV)/.installed-test-stamp
 
-.PHONY: demo test test-slow bench mutation install clean
+.PHONY: demo pipeline test test-slow bench mutation install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ demo: $(STAMP)
 	$(BIN)/datakit verify ultrasound
 	rm -rf runs/tiny-demo
 	$(BIN)/fleming train --config megatron_fleming/configs/tiny_demo.yaml --data shards/ultrasound
+
+# The whole recipe in miniature: data -> stages 1-4 -> evaluation after each stage on held-out
+# records -> runs/pipeline-tiny/report/report.md (docs/pipeline.md). A rerun does nothing.
+pipeline: $(STAMP)
+	$(BIN)/fleming pipeline --config megatron_fleming/configs/pipelines/tiny.yaml
 
 test: $(TEST_STAMP)
 	$(BIN)/pytest -q

@@ -9,6 +9,7 @@
     fleming eval score --benchmark NAME --data DIR --responses FILE.jsonl --out DIR
     fleming generate (--hf DIR | --mcore DIR) --input REQUESTS.jsonl --output ANSWERS.jsonl [...]
     fleming chat (--hf DIR | --mcore DIR) [--image PATH ...]
+    fleming pipeline --config PIPELINE.yaml [--out DIR] [--slurm] [--dry-run]
 
 Subcommands register themselves through `add_*_parser` functions, so `train` and `eval` can join
 without touching the others.
@@ -26,6 +27,7 @@ from megatron_fleming.eval.cli import add_eval_parser
 from megatron_fleming.generate.cli import add_chat_parser, add_generate_parser
 from megatron_fleming.grpo.cli import add_grpo_parser
 from megatron_fleming.model.config import MAKE_VOCAB_SIZE_DIVISIBLE_BY
+from megatron_fleming.pipeline.cli import add_pipeline_parser
 from megatron_fleming.train.cli import add_plan_parser, add_train_parser
 
 
@@ -105,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_parser(commands)
     add_generate_parser(commands)
     add_chat_parser(commands)
+    add_pipeline_parser(commands)
     return parser
 
 

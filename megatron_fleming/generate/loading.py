@@ -124,10 +124,23 @@ def load_mcore(folder: Path, par: ParallelConfig, v2pe_delta: float | None = Non
     return _load_training_run(folder, par, v2pe_delta)
 
 
+def _run_config(path: Path):
+    """A run's saved config: stages 1-3 (`fleming train`) or stage 4 (`fleming grpo`, which has a
+    ``grpo`` section); both have the model, parallel and tokenizer sections read here."""
+    import yaml
+
+    if "grpo" in (yaml.safe_load(path.read_text()) or {}):
+        from megatron_fleming.grpo.config import load_grpo_config
+
+        return load_grpo_config(path)
+    from megatron_fleming.train.config import load_config
+
+    return load_config(path)
+
+
 def _load_training_run(folder: Path, par: ParallelConfig, v2pe_delta: float | None) -> LoadedModel:
     from megatron_fleming.convert.mcore_checkpoint import load_checkpoint
     from megatron_fleming.train.checkpoint import resolve_checkpoint
-    from megatron_fleming.train.config import load_config
     from megatron_fleming.train.loader import TINY_TOKENIZER_DIR
 
     run = folder if (folder / TRAIN_CONFIG).is_file() else folder.parent
@@ -135,7 +148,7 @@ def _load_training_run(folder: Path, par: ParallelConfig, v2pe_delta: float | No
         raise FileNotFoundError(
             f"{folder} is neither a converted checkpoint (no fleming_hf.json) nor a training run "
             f"or one of its checkpoints (no {TRAIN_CONFIG} there or one level up)")
-    train_cfg = load_config(run / TRAIN_CONFIG)
+    train_cfg = _run_config(run / TRAIN_CONFIG)
     if train_cfg.parallel.virtual_pipeline_parallel:
         raise ValueError(f"{run} was trained with virtual pipeline stages (model0, model1 ... "
                          "in its checkpoints); generation loads single-chunk checkpoints")

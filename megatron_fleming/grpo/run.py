@@ -24,6 +24,7 @@ from megatron_fleming.grpo.rewards import RewardScorer
 from megatron_fleming.grpo.train_module import GRPOTrainModule
 from megatron_fleming.train.callbacks import Callback
 from megatron_fleming.train.checkpoint import Checkpointer
+from megatron_fleming.train.handoff import check_tokenizer
 from megatron_fleming.train.loader import build_tokenizer
 from megatron_fleming.train.preemption import PreemptionSignal
 from megatron_fleming.train.trainer import fit_stage, launch
@@ -70,6 +71,7 @@ def _run(cfg: GRPOConfig, vlm, preemption: PreemptionSignal, stop_marker,
                              cfg.stage_length())
     checkpointer = Checkpointer(cfg.checkpoint)
     if cfg.checkpoint.init_from:
+        check_tokenizer(tokenizer, cfg.checkpoint.init_from)
         folder = checkpointer.init_model(module, cfg.checkpoint.init_from)
         if rank0:
             log.info("initial weights (and KL reference) from %s", folder)

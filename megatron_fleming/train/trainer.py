@@ -40,6 +40,7 @@ from megatron_fleming.train.callbacks import (
 )
 from megatron_fleming.train.checkpoint import Checkpointer, latest_iteration
 from megatron_fleming.train.config import TrainConfig
+from megatron_fleming.train.handoff import check_tokenizer
 from megatron_fleming.train.loader import build_task_encoder, build_tokenizer, build_train_loader
 from megatron_fleming.train.preemption import PreemptionSignal
 from megatron_fleming.train.protocol import StageModule
@@ -223,6 +224,7 @@ def _run(cfg: TrainConfig, vlm: VLMConfig, preemption: PreemptionSignal,
                  parts.module.trainable)
     checkpointer = Checkpointer(cfg.checkpoint)
     if latest_iteration(checkpointer.root) is None and cfg.checkpoint.init_from:
+        check_tokenizer(parts.tokenizer, cfg.checkpoint.init_from)
         folder = checkpointer.init_model(parts.module, cfg.checkpoint.init_from)
         if rank0:
             log.info("initialised the model from %s", folder)

@@ -13,6 +13,8 @@
 #   FLEMING_COMMAND  the fleming subcommand: train (default, stages 1-3) or grpo (stage 4)
 #   FLEMING_ENV_FILE a file sourced before launch, for site settings (NCCL_IB_HCA,
 #                    NCCL_SOCKET_IFNAME, module loads ...)
+#   FLEMING_ON_FINISH a command run (bash -c) once training finished, never after an early stop
+#                    that requeues the job (`fleming pipeline` writes its completion marker so)
 #
 # Preemption: `#SBATCH --signal=B:TERM@120` sends SIGTERM to this shell 120 s before the time
 # limit; the trap passes it to every training task (through scancel: srun would turn it into a
@@ -83,5 +85,7 @@ if [ "$status" -eq 0 ] && [ -f "$marker" ]; then
   echo "launch: training stopped early at iteration $(cat "$marker"); requeueing job $SLURM_JOB_ID"
   rm -f "$marker"
   scontrol requeue "$SLURM_JOB_ID"
+elif [ "$status" -eq 0 ] && [ -n "${FLEMING_ON_FINISH:-}" ]; then
+  bash -c "$FLEMING_ON_FINISH" || status=$?
 fi
 exit "$status"

@@ -1,0 +1,40 @@
+"""What the tiny pipeline's report claims, as bounds that can fail (tests/megatron_fleming/pipeline/:
+the local run in test_pipeline_tiny.py, the Slurm run in test_pipeline_slurm.py).
+
+On the held-out modality items (multiple choice over seven modalities, chance 1/7):
+
+- after stage 3 the model beats the untrained one by at least ``MARGIN`` accuracy points, and
+  chance by at least ``OVER_CHANCE`` points;
+- GRPO (stage 4) does not lower it by more than one item: its rollouts sample at temperature
+  0.9 over 12 small steps, the evaluation decodes greedily, and on a fixture of about ten items
+  one answer flipping either way is within that noise (a real drop costs more than one item).
+"""
+
+from __future__ import annotations
+
+MARGIN = 20.0  # accuracy points, stage 3 over the untrained model
+OVER_CHANCE = 15.0  # accuracy points, stage 3 over chance
+
+
+def heldout_accuracy(figures: dict) -> dict[str, float]:
+    """Accuracy (%) on the held-out fixture after each evaluated point."""
+    held = [n for n, b in figures["benchmarks"].items() if b["heldout"]]
+    assert len(held) == 1, f"one held-out benchmark expected, got {held}"
+    return {p["name"]: p["scores"][held[0]]["accuracy"] for p in figures["points"] if p["evaluated"]}
+
+
+def check_tiny_claim(figures: dict) -> dict[str, float]:
+    """Assert the claim on a report's figures (``report/report.json``); returns the accuracies."""
+    acc = heldout_accuracy(figures)
+    assert list(acc) == ["init", "stage1", "stage2", "stage3", "stage4"], acc
+    held = figures["heldout"]
+    items, chance = held["items"], 100 * held["chance_accuracy"]
+    assert items >= 8, f"only {items} held-out items"
+    assert abs(chance - 100 / 7) < 1e-6, chance  # seven options on every item
+    assert acc["stage3"] >= acc["init"] + MARGIN, f"stage 3 does not beat the untrained model by {MARGIN}: {acc}"
+    assert acc["stage3"] >= chance + OVER_CHANCE, f"stage 3 within {OVER_CHANCE} points of chance {chance:.1f}: {acc}"
+    one_item = 100 / items
+    assert acc["stage4"] >= acc["stage3"] - one_item - 1e-9, f"GRPO lowered held-out accuracy by > 1 item: {acc}"
+    # never trained on: the builds that hold the held-out sources dropped their images
+    assert sum(b["contaminated_samples"] for b in figures["builds"].values()) > 0
+    return acc
