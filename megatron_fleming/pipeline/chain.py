@@ -94,6 +94,7 @@ class Chain:
             "builds": {n: str(lay.data(n)) for n in cfg.data.builds},
             "heldout": None if cfg.heldout is None else {
                 "recipe": cfg.heldout.recipe, "tasks": cfg.heldout.tasks, "fraction": cfg.heldout.fraction,
+                "per_source": cfg.heldout.per_source,
                 "layout": cfg.heldout.layout, "fixture": str(lay.fixture),
                 "registered_as": [n for n, d in cfg.decontam.items() if d.dir == HELDOUT]},
             "decontam": {n: d.benchmark for n, d in cfg.decontam.items()},

@@ -87,14 +87,16 @@ class DataSection:
 @dataclass(frozen=True)
 class HeldoutSection:
     """A benchmark fixture in a released layout from held-out records: ``recipe`` is built once
-    without decontamination, a seeded ``fraction`` of its records (by group) is taken out, and
+    without decontamination, a seeded ``fraction`` of its records (by group), or ``per_source``
+    records of each source, is taken out, and
     their ``tasks`` questions are written in ``layout``; registered under ``decontam``, every
     build then drops those images (and their near duplicates)."""
 
     recipe: str
     tasks: list[str]
-    fraction: float
     seed: int
+    fraction: float | None = None
+    per_source: int | None = None
     layout: Literal["omnimedvqa"] = "omnimedvqa"
     langs: list[str] = field(default_factory=lambda: ["en"])
     #: hold out records of these sources only (None: all). A source whose images are all near
@@ -103,7 +105,11 @@ class HeldoutSection:
     sources: list[str] | None = None
 
     def __post_init__(self) -> None:
-        _require(0 < self.fraction < 1, f"heldout.fraction {self.fraction} must be in (0, 1)")
+        _require((self.fraction is None) != (self.per_source is None),
+                 "heldout: give exactly one of fraction and per_source")
+        _require(self.fraction is None or 0 < self.fraction < 1, f"heldout.fraction {self.fraction} must be in (0, 1)")
+        _require(self.per_source is None or (isinstance(self.per_source, int) and self.per_source >= 1),
+                 f"heldout.per_source {self.per_source} must be an integer >= 1")
         _require(self.layout == "omnimedvqa", f"heldout.layout {self.layout!r}: only omnimedvqa "
                  "(multiple choice with its question type and modality) is written")
         _require(bool(self.tasks), "heldout.tasks names no task")

@@ -139,8 +139,9 @@ def markdown(figures: dict, out: Path) -> str:
             lines.append("| **balanced** | " + " | ".join(_fmt(p["balanced"].get(n)) for p in points) + " |")
         lines += ["",
                   f"Task(s) {', '.join(heldout['tasks'])}: {heldout['items']} multiple-choice items from "
-                  f"{len(heldout['held_out_records'])} of {heldout['records']} records (seeded fraction "
-                  f"{heldout['fraction']}), by source {heldout['items_by_source']}. Chance "
+                  f"{len(heldout['held_out_records'])} of {heldout['records']} records ("
+                  + (f"seeded fraction {heldout['fraction']}" if heldout.get("per_source") is None
+                     else f"{heldout['per_source']} a source, seeded") + f"), by source {heldout['items_by_source']}. Chance "
                   f"{heldout['chance_accuracy'] * 100:.1f}%; always giving the most frequent answer "
                   f"{heldout['majority_accuracy'] * 100:.1f}%.", "",
                   "Never trained on: the fixture is registered for decontamination, and every build dropped "

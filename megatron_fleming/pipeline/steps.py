@@ -173,7 +173,8 @@ def plan(cfg: PipelineConfig, out: Path) -> list[Step]:
         add(Step(name="heldout", kind="heldout",
                  argv=("-m", "megatron_fleming.pipeline.heldout", "--build", str(lay.heldout_base),
                        "--out", str(lay.fixture), "--tasks", ",".join(h.tasks), "--langs", ",".join(h.langs),
-                       "--fraction", str(h.fraction), "--seed", str(h.seed),
+                       *(("--fraction", str(h.fraction)) if h.fraction is not None
+                         else ("--per-source", str(h.per_source))), "--seed", str(h.seed),
                        *(("--sources", ",".join(h.sources)) if h.sources else ())),
                  deps=("build-heldout_base",), outputs=(lay.fixture / "heldout.json",), clean=(lay.fixture,)))
     decontam_steps = []

@@ -18,6 +18,7 @@ from megatron_fleming.cli import main
 from megatron_fleming.pipeline import state
 from megatron_fleming.pipeline.chain import Chain
 from megatron_fleming.pipeline.config import load_pipeline
+from megatron_fleming.pipeline.heldout import held_out, held_out_groups
 from megatron_fleming.pipeline.local import run_local
 
 REPO = Path(__file__).resolve().parents[3]
@@ -64,6 +65,22 @@ def test_tiny_chain_hands_each_stage_the_previous_weights(tmp_path):
     for b in ("stage1", "stage2", "stage3", "modality"):
         assert argv[f"build-{b}"][argv[f"build-{b}"].index("--decontam") + 1] == str(out / "decontam")
     assert str(out / "heldout" / "no-benchmarks") in argv["build-heldout_base"]
+    assert argv["heldout"][argv["heldout"].index("--per-source") + 1] == "2"
+
+
+def test_held_out_per_source_takes_the_same_count_of_every_source():
+    """A fraction of a handful of records can take most of one source; a count takes each
+    source's lowest-ranked records (all of a smaller source), the same on every call."""
+    by_source = {"a": {f"a:{i}" for i in range(5)}, "b": {f"b:{i}" for i in range(40)}, "c": {"c:0"}}
+    got = held_out_groups(by_source, 17, fraction=None, per_source=2)
+    assert {s: len({g for g in got if g.startswith(s + ":")}) for s in by_source} == {"a": 2, "b": 2, "c": 1}
+    assert got == held_out_groups({k: set(sorted(v)) for k, v in reversed(by_source.items())}, 17,
+                                  fraction=None, per_source=2)
+    assert got != held_out_groups(by_source, 18, fraction=None, per_source=2)
+    by_fraction = held_out_groups(by_source, 17, fraction=0.3, per_source=None)
+    assert by_fraction == {g for v in by_source.values() for g in v if held_out(17, g, 0.3)}
+    with pytest.raises(ValueError, match="exactly one"):
+        held_out_groups(by_source, 17, fraction=0.3, per_source=2)
 
 
 def test_rerun_skips_and_a_changed_recipe_redoes_exactly_what_is_below_it(tmp_path):
@@ -116,6 +133,9 @@ def test_an_unfinished_step_with_unchanged_inputs_resumes_and_a_changed_one_is_c
     (lambda d: d["evaluation"].update(after=["stage9"]), "evaluation.after ['stage9']"),
     (lambda d: d["data"].update(blends={"mix": {"stage9": 1.0}}), "data.blends.mix blends ['stage9']"),
     (lambda d: d["stages"][0].update(epochs=1), "unknown keys ['epochs'] in stages[0]"),
+    (lambda d: d["heldout"].update(fraction=0.3), "exactly one of fraction and per_source"),
+    (lambda d: d["heldout"].pop("per_source"), "exactly one of fraction and per_source"),
+    (lambda d: d["heldout"].update(per_source=0), "heldout.per_source 0 must be an integer >= 1"),
 ])
 def test_refused_configs_name_the_setting(tmp_path, edit, message):
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
