@@ -14,16 +14,13 @@ Relative paths of configs and recipes are taken from the repository root; folder
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-from megatron_fleming.train.config import _require
+from megatron_fleming.train.config import _require, from_yaml
 
 REPO = Path(__file__).resolve().parents[2]
 HELDOUT = "heldout"  # the name a benchmark's data or a decontam dir uses for the held-out fixture
@@ -285,42 +282,12 @@ class PipelineConfig:
         return next(s for s in self.stages if s.name == name)
 
 
-def _typed(hint: Any, value: Any, where: str) -> Any:
-    """`value` from YAML as `hint` says: dataclasses (unknown keys refused), lists and dicts of
-    them, optional ones; anything else as it is."""
-    if value is None:
-        return None
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if isinstance(hint, types.UnionType) or origin is typing.Union:
-        inner = [a for a in args if a is not type(None)]
-        return _typed(inner[0], value, where) if len(inner) == 1 else value
-    if dataclasses.is_dataclass(hint):
-        if not isinstance(value, dict):
-            raise ValueError(f"{where or 'config'} must be a mapping, got {type(value).__name__}")
-        hints = typing.get_type_hints(hint)
-        names = {f.name for f in dataclasses.fields(hint)}
-        unknown = sorted(set(value) - names)
-        _require(not unknown, f"unknown keys {unknown} in {where or 'config'}; known: {sorted(names)}")
-        kwargs = {k: _typed(hints[k], v, f"{where}.{k}".lstrip(".")) for k, v in value.items()}
-        try:
-            return hint(**kwargs)
-        except TypeError as e:  # a missing required field
-            raise ValueError(f"{where or 'config'}: {e}") from None
-    if origin is list:
-        _require(isinstance(value, list), f"{where} must be a list")
-        return [_typed(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        _require(isinstance(value, dict), f"{where} must be a mapping")
-        return {str(k): _typed(args[1], v, f"{where}.{k}") for k, v in value.items()}
-    return value
-
-
 def load_pipeline(path: str | Path) -> PipelineConfig:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no pipeline config {path}; see megatron_fleming/configs/pipelines/")
     data: Any = yaml.safe_load(path.read_text()) or {}
     try:
-        return _typed(PipelineConfig, data, "")
+        return from_yaml(PipelineConfig, data)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None

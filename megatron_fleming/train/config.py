@@ -257,27 +257,38 @@ class TrainConfig:
         return save_config(self, path)
 
 
-def _build(cls: type, data: Any, where: str) -> Any:
-    """A dataclass from a YAML mapping, recursing into nested dataclass fields; unknown keys fail."""
-    if not isinstance(data, dict):
-        raise ValueError(f"{where or 'config'} must be a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    _require(not unknown, f"unknown keys {unknown} in {where or 'config'}; known: {sorted(names)}")
-    kwargs = {}
-    for key, value in data.items():
-        hint = hints[key]
-        nested = hint if dataclasses.is_dataclass(hint) else None
-        if isinstance(hint, types.UnionType):
-            nested = next((t for t in typing.get_args(hint) if dataclasses.is_dataclass(t)), None)
-        if nested is not None and value is not None:
-            value = _build(nested, value, f"{where}.{key}".lstrip("."))
-        kwargs[key] = value
-    try:
-        return cls(**kwargs)
-    except TypeError as e:  # a missing required field
-        raise ValueError(f"{where or 'config'}: {e}") from None
+def from_yaml(hint: Any, value: Any, where: str = "") -> Any:
+    """``value`` from YAML as the type ``hint`` says: dataclasses (recursively; unknown keys and
+    missing fields refused, naming the key path), lists and dicts of them, optional ones;
+    anything else as it is. Every typed config (train, GRPO, pipeline) is read through it."""
+    if value is None:
+        return None
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if isinstance(hint, types.UnionType) or origin is typing.Union:
+        inner = [a for a in args if a is not type(None)]
+        nested = [a for a in inner if dataclasses.is_dataclass(a)]
+        if len(inner) == 1 or nested:
+            return from_yaml((nested or inner)[0], value, where)
+        return value
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ValueError(f"{where or 'config'} must be a mapping, got {type(value).__name__}")
+        hints = typing.get_type_hints(hint)
+        names = {f.name for f in dataclasses.fields(hint)}
+        unknown = sorted(set(value) - names)
+        _require(not unknown, f"unknown keys {unknown} in {where or 'config'}; known: {sorted(names)}")
+        kwargs = {k: from_yaml(hints[k], v, f"{where}.{k}".lstrip(".")) for k, v in value.items()}
+        try:
+            return hint(**kwargs)
+        except TypeError as e:  # a missing required field
+            raise ValueError(f"{where or 'config'}: {e}") from None
+    if origin is list:
+        _require(isinstance(value, list), f"{where} must be a list")
+        return [from_yaml(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)] if args else value
+    if origin is dict:
+        _require(isinstance(value, dict), f"{where} must be a mapping")
+        return {str(k): from_yaml(args[1], v, f"{where}.{k}") for k, v in value.items()} if args else value
+    return value
 
 
 def apply_override(data: dict, override: str) -> None:
@@ -312,7 +323,9 @@ def read_config(cls: type, path: str | Path, overrides: list[str], what: str, hi
     for override in overrides:
         apply_override(data, override)
     try:
-        return _build(cls, data, "")
+        if not isinstance(data, dict):
+            raise ValueError(f"config must be a mapping, got {type(data).__name__}")
+        return from_yaml(cls, data)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
 
