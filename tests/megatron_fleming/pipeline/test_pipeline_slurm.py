@@ -10,7 +10,7 @@ to a report that holds the same claim as the local run's (tiny_claim.py).
 from __future__ import annotations
 
 import json
-import shutil
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,15 +19,11 @@ import pytest
 import yaml
 from tiny_claim import check_tiny_claim  # tests/megatron_fleming/pipeline/tiny_claim.py
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from test_train_slurm import _slurm_up  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[3]
 TINY = REPO / "megatron_fleming" / "configs" / "pipelines" / "tiny.yaml"
-
-
-def _slurm_up() -> bool:
-    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
-        return False
-    res = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True)
-    return res.returncode == 0 and any(s.strip() in ("idle", "mix", "alloc") for s in res.stdout.split())
 
 
 pytestmark = pytest.mark.skipif(
@@ -37,7 +33,7 @@ pytestmark = pytest.mark.skipif(
 def _pipeline(config: Path, out: Path, *extra: str, timeout: float) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "megatron_fleming.cli", "pipeline", "--config", str(config),
                            "--out", str(out), "--slurm", *extra], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout, env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
+                          timeout=timeout, env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
 def _logs(out: Path) -> str:
