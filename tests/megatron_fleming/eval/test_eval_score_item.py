@@ -49,3 +49,12 @@ def test_the_judge_replaces_only_the_verdict():
     assert judged.metrics == base.metrics and judged.metrics is not base.metrics
     assert judged.judge == {"raw": "<judge>0</judge>", "verdict": True, "exact_match": False}
     assert with_judge(base, None, {}).correct is False  # no usable verdict: wrong
+
+
+def test_metrics_of_nothing():
+    from megatron_fleming.eval.metrics import cider, tokenize
+
+    assert tokenize("") == [] and tokenize("CT: 3 肺结节") == ["ct", "3", "肺", "结", "节"]
+    assert cider([], []) == (0.0, [])
+    with pytest.raises(ValueError, match=r"^2 predictions for 1 references$"):
+        cider(["a", "b"], ["a"])
