@@ -397,7 +397,11 @@ def test_no_field_of_any_answer_is_left_empty() -> None:
     m[5:15, 5:20] = True  # upper left: 150 px = 2.8 %
     liver = blank()
     liver[20:40, 60:88] = True  # middle right: 560 px = 10.4 %
+    one = blank()
+    one[3:15, 9:36] = True
     for seed in range(12):
+        single = run(SPATIAL, busi(one), seed=seed)
+        assert "None" not in reply(single[("lesion_size", "en")]) and "medium-sized" in reply(single[("lesion_size", "en")])
         for box in (False, True):
             out = run(SPATIAL, busi(m), seed=seed, location_box=box)
             out |= run(SPATIAL, abdomen({"liver": liver}), seed=seed, location_box=box)
