@@ -42,6 +42,8 @@ def test_black_is_background_in_every_colour_encoding():
     rgb = Image.fromarray(np.array([[[0, 0, 0], [255, 255, 255]]], np.uint8), "RGB")
     for mode in ("YCbCr", "LAB"):
         assert mask_foreground(rgb.convert(mode), lossy=False).tolist() == [[False, True]], mode
+    lab = Image.fromarray(np.array([[[0, 20, 236], [200, 0, 0]]], np.uint8), "LAB")  # L = 0 is black
+    assert mask_foreground(lab, lossy=False).tolist() == [[False, True]]
     hsv = Image.fromarray(np.array([[[100, 200, 0], [0, 0, 255]]], np.uint8), "HSV")  # black, white
     assert mask_foreground(hsv, lossy=False).tolist() == [[False, True]]
     palette = Image.fromarray(np.array([[1, 0]], np.uint8), "P")
