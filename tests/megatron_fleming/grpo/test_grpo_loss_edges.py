@@ -18,6 +18,7 @@ def test_log_ratios_are_clamped_both_ways():
     zero = torch.zeros(3, dtype=torch.float64)
     out = grpo_token_losses(logp, zero, zero, torch.ones(3, dtype=torch.float64), clip_eps=0.2, kl_coef=0.1)
     assert torch.allclose(out.ratio, torch.tensor([math.exp(20), math.exp(-20), math.exp(0.5)], dtype=torch.float64))
+    assert torch.allclose(out.ratio.log(), torch.tensor([20.0, -20.0, 0.5], dtype=torch.float64))  # exp(-20), not less
     # the reference minus the policy, clamped to +-20 before exp
     k3 = [math.exp(-20) + 20 - 1, math.exp(20) - 20 - 1, math.exp(-0.5) + 0.5 - 1]
     assert torch.allclose(out.kl, torch.tensor(k3, dtype=torch.float64))
