@@ -65,6 +65,7 @@ def test_a_records_images_in_order_of_first_use():
     assert record_media(Unit("s:r", "s", (member("k1", (hb, ha)),)), sigs) == (hb, ha)
     both = Unit("s:r", "s", (member("k1", (ha,)), member("k2", (ha, hb)), member("k3", ("video-sha", hb))))
     assert record_media(both, sigs) == (ha, hb)  # a medium without a signature is left out
+    assert record_media(Unit("s:r", "s", (member("k1", (ha,)), member("k2", (ha, hb)))), sigs) == (ha, hb)
 
 
 def test_a_sequence_is_compared_position_by_position():
@@ -77,6 +78,8 @@ def test_a_sequence_is_compared_position_by_position():
     assert distance((sig, black), (near, black), exact_fit) == int(coarse[0])  # thresholds inclusive
     assert distance((sig, black), (near, white), exact_fit) is not None  # two flat slices: alike
     assert distance((sig, black), (near, far), exact_fit) is None  # flat against a picture
+    grad = signature(Image.fromarray(np.tile(np.arange(128, dtype=np.uint8) // 8, (128, 1))))
+    assert not grad.flat and distance((sig, black), (near, grad), NearImageConfig()) is None  # hashes alike
     assert distance((sig,), (far,), NearImageConfig()) is None
     assert fine[0] > 0  # this copy differs in the fine hash, which alone can refuse the pair
     assert distance((sig,), (near,), NearImageConfig(coarse=int(coarse[0]), fine=int(fine[0]) - 1)) is None
@@ -139,3 +142,58 @@ def test_conflicts_carry_their_distance_and_similarity_and_near_ones_drop_both()
     both = deduplicate(near_pair, sigs, DedupConfig.from_recipe({"near_text": False, "decontam": "none",
                                                                  "label_conflicts": "drop_both"}), ["src"])
     assert {r.status for r in both.drops} == {"label_conflict"} and len(both.drops) == 4
+
+
+def _record(sigs, pixels, rid: str, images, label: str = "x", modality: str = "fundus") -> list[SampleSummary]:
+    shas = []
+    for im in images:
+        h = media_sha(im)
+        sigs[h], pixels[h] = signature(im), im
+        shas.append(h)
+    return [SampleSummary(key=f"src-{rid}-{lang}", group=f"src:{rid}", source="src", record_uid=f"src:{rid}",
+                          lang=lang, question_type="mcq", text="Grade?", media_sha256=tuple(shas), task="q",
+                          modality=modality, label=label, slot=f"q-{lang}") for lang in ("en", "zh")]
+
+
+def _tweaked(im):
+    arr = np.asarray(im).copy()
+    flat = arr.reshape(-1)
+    flat[0] = flat[0] + 1 if flat[0] < 255 else 254
+    return Image.fromarray(arr, im.mode)
+
+
+def _near(s, sigs, pixels, **near_image):
+    cfg = DedupConfig.from_recipe({"near_text": False, "decontam": "none", "near_image": near_image})
+    return deduplicate(s, sigs, cfg, ["src"], media=pixels.__getitem__)
+
+
+def test_the_pixel_check_compares_the_middle_image_and_a_failed_candidate_ends_nothing():
+    sigs, pixels = {}, {}
+    p, q, r = distinct_image(70), distinct_image(71), distinct_image(72)
+    s = _record(sigs, pixels, "a", [p, q]) + _record(sigs, pixels, "b", [distinct_image(73), jpeg85(q)])
+    s += _record(sigs, pixels, "m", [p, r]) + _record(sigs, pixels, "m-copy", [jpeg85(p), _tweaked(r)])
+    result = _near(s, sigs, pixels, min_similarity=0.9999)
+    # a-b: the middle images match, the first do not (a candidate, not a pair); m-copy: its first
+    # image is a JPEG copy, its middle one near-identical, and the middle one is what is compared
+    assert {r.key for r in result.drops} == {"src-m-copy-en", "src-m-copy-zh"}
+
+
+def test_a_pair_of_two_modalities_meets_the_stricter_either_way_round():
+    sigs, pixels = {}, {}
+    a, c = distinct_image(80), distinct_image(81)
+    s = _record(sigs, pixels, "a", [a], modality="x-ray") + _record(sigs, pixels, "b", [jpeg85(a)])
+    s += _record(sigs, pixels, "c", [c]) + _record(sigs, pixels, "d", [jpeg85(c)], modality="x-ray")
+    assert len(_near(s, sigs, pixels).drops) == 4  # both copies, at the default minimum
+    assert _near(s, sigs, pixels, modalities={"x-ray": {"min_similarity": 0.99999}}).drops == []
+
+
+def test_a_conflict_carries_the_pixel_similarity_and_later_pairs_still_count():
+    sigs, pixels = {}, {}
+    g, h = distinct_image(90), distinct_image(91)
+    s = _record(sigs, pixels, "g0", [g], label="0") + _record(sigs, pixels, "g1", [jpeg85(g)], label="1")
+    s += _record(sigs, pixels, "h0", [h]) + _record(sigs, pixels, "h1", [jpeg85(h)])
+    result = _near(s, sigs, pixels)
+    [c] = result.conflicts
+    near = stage(result, "near_image")
+    assert c.similarity == near.similarities[0] < 1.0  # the pair's own pixel similarity (checked first), not 1
+    assert {r.key for r in result.drops} == {"src-h1-en", "src-h1-zh"}
