@@ -197,3 +197,11 @@ def test_a_conflict_carries_the_pixel_similarity_and_later_pairs_still_count():
     near = stage(result, "near_image")
     assert c.similarity == near.similarities[0] < 1.0  # the pair's own pixel similarity (checked first), not 1
     assert {r.key for r in result.drops} == {"src-h1-en", "src-h1-zh"}
+
+
+def test_the_search_radius_follows_the_recipes_thresholds():
+    sigs: dict = {}
+    s = summaries_for("src", "a", [distinct_image(100)], sigs) + summaries_for("src", "b", [distinct_image(112)], sigs)
+    assert deduplicate(s, sigs, IMAGES_ONLY, ["src"]).drops == []  # 18 coarse bits apart: not near by default
+    wide = DedupConfig.from_recipe({"near_text": False, "decontam": "none", "near_image": {"coarse": 20, "fine": 64}})
+    assert {r.key for r in deduplicate(s, sigs, wide, ["src"]).drops} == {"src-b-caption-en", "src-b-caption-zh"}
