@@ -245,7 +245,9 @@ def mask_foreground(im: Image.Image, lossy: bool) -> np.ndarray:
     alpha is composited on black first; a lossy mask needs at least ``LOSSY_MASK_THRESHOLD``."""
     if _has_alpha(im):
         im = composite_on_black(im)
-    elif im.mode in ("P", "CMYK", "YCbCr", "LAB", "HSV"):
+    elif im.mode == "LAB":
+        im = im.getchannel("L")  # black is L = 0 (Pillow's LAB -> RGB turns it into (1, 0, 1))
+    elif im.mode in ("P", "CMYK", "YCbCr", "HSV"):
         im = im.convert("RGB")
     arr = np.asarray(im)
     if arr.ndim == 3:

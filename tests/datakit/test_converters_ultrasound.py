@@ -382,3 +382,119 @@ def test_template_bank_validation() -> None:
         TemplateBank("typo.yaml", {"t": {"question": typo}})
     with pytest.raises(TemplateError, match="languages"):
         TemplateBank("en.yaml", {"t": {"question": {"en": questions["en"]}}})
+
+
+# --- spatial: every field of every answer, the side note, the options (mutation testing) -------
+
+SIDE_NOTE = "not to the patient"
+
+
+def test_no_field_of_any_answer_is_left_empty() -> None:
+    """Over many seeds every phrasing of every task is drawn: a count, size, percent or region
+    passed as nothing would read "None"; the sizes and percents are the lesions' own."""
+    m = blank()
+    m[40:55, 60:85] = True  # lower right: 375 px of 5400 = 6.9 %
+    m[5:15, 5:20] = True  # upper left: 150 px = 2.8 %
+    liver = blank()
+    liver[20:40, 60:88] = True  # middle right: 560 px = 10.4 %
+    one = blank()
+    one[3:15, 9:36] = True
+    for seed in range(12):
+        single = run(SPATIAL, busi(one), seed=seed)
+        assert "None" not in reply(single[("lesion_size", "en")]) and "medium-sized" in reply(single[("lesion_size", "en")])
+        for box in (False, True):
+            out = run(SPATIAL, busi(m), seed=seed, location_box=box)
+            out |= run(SPATIAL, abdomen({"liver": liver}), seed=seed, location_box=box)
+            for s in out.values():
+                assert "None" not in reply(s) and "None" not in s.conversation[0]["value"], reply(s)
+            for lang in ("en", "zh"):
+                size = reply(out[("lesion_size", lang)])
+                assert "6.9%" in size and "2.8%" in size
+                assert "[0." not in size  # a size item names the region, never a box
+                assert "10.4%" in reply(out[("organ_location", lang)])
+                assert "[0." not in reply(out[("organ_location", lang)])
+            assert "medium-sized" in reply(out[("lesion_size", "en")])
+
+
+def test_side_note_goes_with_left_or_right_only() -> None:
+    m = blank()
+    m[25:35, 70:85] = True  # middle right
+    out = run(SPATIAL, busi(m))
+    assert SIDE_NOTE in reply(out[("lesion_location", "en")])
+    for task in ("lesion_presence", "lesion_count", "lesion_bbox", "lesion_size"):
+        assert SIDE_NOTE not in reply(out[(task, "en")]), task  # no region named, no note
+    two = blank()
+    two[40:55, 60:85] = True
+    two[5:15, 5:20] = True
+    assert SIDE_NOTE in reply(run(SPATIAL, busi(two))[("lesion_size", "en")])  # items name regions
+    liver = blank()
+    liver[20:40, 60:88] = True
+    assert SIDE_NOTE in reply(run(SPATIAL, abdomen({"liver": liver}))[("organ_location", "en")])
+
+
+def test_location_box_only_when_asked() -> None:
+    m = blank()
+    m[3:15, 9:36] = True
+    box = "[0.100, 0.050, 0.400, 0.250]"
+    assert box not in reply(run(SPATIAL, busi(m))[("lesion_location", "en")])
+    assert box in reply(run(SPATIAL, busi(m), location_box=True)[("lesion_location", "en")])
+    with pytest.raises(ValueError, match=r"spatial: location_box must be true or false, got 'yes'"):
+        run(SPATIAL, busi(m), location_box="yes")
+
+
+def test_presence_phrasing_agrees_with_the_answer() -> None:
+    m = blank()
+    m[3:15, 9:36] = True
+    for seed in range(5):
+        out = run(SPATIAL, busi(m), seed=seed)
+        assert answer_pool(out[("lesion_presence", "en")]) == "answer_yes"
+        # an open answer is the reply itself
+        assert out[("lesion_count", "en")].answer == reply(out[("lesion_count", "en")])
+        liver = blank()
+        liver[5:30, 5:40] = True
+        organs = SPATIAL.fn(abdomen({"liver": liver, "kidney": blank()}),
+                            ConvertContext(seed=seed, tasks=("organ_presence",)))
+        pools = {s.key.split("-")[-2]: answer_pool(s) for s in organs}
+        assert pools == {"organ_presence_kidney": "answer_no", "organ_presence_liver": "answer_yes"}
+
+
+def test_organ_thresholds_follow_the_options() -> None:
+    liver = blank()
+    liver[20:40, 60:88] = True  # 560 px
+    out = SPATIAL.fn(abdomen({"liver": liver}),
+                     ConvertContext(seed=1, tasks=("organ_presence",), options={"min_pixels": 1000}))
+    assert {s.answer for s in out} == {"no", "否"}  # below the recipe's minimum: speckle
+
+
+def test_percent_has_two_decimals_only_below_a_tenth() -> None:
+    from datakit.converters.geometry import Component, MaskFacts
+    from datakit.converters.spatial import format_percent
+
+    def percent(area: int) -> str:
+        c = Component(box_px=(0, 0, 1, 1), box=(0.0, 0.0, 0.01, 0.1), centroid=(0.005, 0.05), area_px=area,
+                      area_fraction=area / 1000, region="upper_left", size_class="small")
+        return format_percent(c, MaskFacts(height=10, width=100, components=(c,), speckle=0, extent=c))
+
+    assert [percent(a) for a in (1, 5, 9, 10, 123)] == ["0.1", "0.5", "0.9", "1.0", "12.3"]
+    c = Component(box_px=(0, 0, 1, 1), box=(0.0, 0.0, 0.005, 0.1), centroid=(0.0025, 0.05), area_px=1,
+                  area_fraction=0.0005, region="upper_left", size_class="small")
+    assert format_percent(c, MaskFacts(height=10, width=200, components=(c,), speckle=0, extent=c)) == "0.05"
+
+
+def test_mask_sizes_without_a_known_image_size() -> None:
+    from datakit.converters.spatial import _check_mask_sizes
+
+    m = np.zeros((50, 80), dtype=bool)
+    unknown = [[], [Media(data=b"", ext="png")], [Media(data=b"", ext="png", width=W)],
+               [Media(data=b"", ext="png", height=H)]]
+    for media in unknown:  # the masks are compared with each other
+        loaded = busi(m)
+        loaded.media[:] = media
+        loaded.masks["other"] = m.copy()
+        _check_mask_sizes(loaded)
+        loaded.masks["other"] = np.zeros((50, 81), dtype=bool)
+        with pytest.raises(Rejected, match="mask_size_mismatch"):
+            _check_mask_sizes(loaded)
+    with pytest.raises(Rejected) as e:
+        _check_mask_sizes(busi(np.zeros((H + 1, W), dtype=bool)))
+    assert e.value.detail == "mask 'lesion' is (61, 90), image is (60, 90) (H, W)"

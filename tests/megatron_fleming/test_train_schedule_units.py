@@ -56,6 +56,7 @@ def test_one_epoch_is_energons_count_of_the_split(datasets):
     assert samples_per_epoch(datasets["a"], "train") == 5  # both shards
     assert samples_per_epoch(datasets["a"], "val") == 2
     assert samples_per_epoch(datasets["b"], "train") == 4
+    assert samples_per_epoch(datasets["b"], "val") == 1  # one sample is a split, not an empty one
     # blended by weight: each dataset once (weights draw, they do not repeat); by repetitions: times each
     assert samples_per_epoch(datasets["weighted"], "train") == 9
     assert samples_per_epoch(datasets["epochized"], "train") == 3 * 5 + 2 * 4

@@ -114,3 +114,13 @@ def test_identical_pixels_are_one_and_detail_lowers_the_edges_first():
     # a copy cut on one side matches through a crop view better than whole against whole
     cut = pixel_views(a.crop((0, 0, 124, 124)))
     assert similarity(va, cut) > float(va.grey[0] @ cut.grey[0]) + 0.01
+
+
+def test_a_faint_image_is_standardised_like_any_other():
+    """Rows are divided by their norm however small it is (a faint gradient is still a pattern)."""
+    arr = np.full((30, 40), 100, np.uint8)
+    arr[15, 20] = 101  # one pixel one grey level up: rows of norm below 1 before standardising
+    views = pixel_views(Image.fromarray(arr, "L"))
+    norms = np.linalg.norm(views.grey, axis=1)
+    assert np.allclose(norms[norms > 0], 1.0, atol=1e-5) and (norms > 0).sum() >= 2
+    assert similarity(views, views) == pytest.approx(1.0, abs=1e-5)

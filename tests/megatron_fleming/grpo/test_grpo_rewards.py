@@ -104,4 +104,6 @@ def test_grpo_judge_success_timeout_malformed(tmp_path, monkeypatch):
         server.schedule = None
         again = scorer.score([key] * 3, responses[:3])
         assert again.accuracy.tolist() == [1.0, 0.0, 1.0] and server.requests == 5
+        twice = scorer.score([key] * 2, [responses[0]] * 2)  # each verdict is counted
+        assert twice.counts == {"judge_correct": 2} and server.requests == 5
         judge.close()
