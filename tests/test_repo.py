@@ -37,8 +37,11 @@ def test_readme_points_to_the_repos_own_docs():
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert "../shared" not in readme and "docs/README.md" in readme
     index = (REPO / "docs" / "README.md").read_text(encoding="utf-8")
-    for page in re.findall(r"\]\(([\w.-]+\.md)\)", index):
+    linked = re.findall(r"\]\(([\w.-]+\.md)\)", index)
+    for page in linked:
         assert (REPO / "docs" / page).is_file(), page
+    unlisted = {p.name for p in (REPO / "docs").glob("*.md")} - set(linked) - {"README.md"}
+    assert not unlisted, f"docs/README.md does not list {sorted(unlisted)}"
 
 
 def test_fleming_silences_backend_fallbacks_and_keeps_other_warnings():
