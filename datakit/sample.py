@@ -82,6 +82,13 @@ def _media_rows(media: list[Media]) -> list[dict[str, Any]]:
             for part, m in zip(_media_parts(media), media)]
 
 
+def _shared_fields(sample: Sample | InterleavedSample) -> dict[str, Any]:
+    """The JSON fields both sample kinds carry (identity, media rows, provenance)."""
+    return {"source": sample.source, "modality": sample.modality, "task": sample.task,
+            "lang": sample.lang, "group": sample.group, "media": _media_rows(sample.media),
+            "provenance": with_normalisation(sample.provenance, sample.media)}
+
+
 def _tar_parts(json_bytes: bytes, media: list[Media]) -> list[tuple[str, bytes]]:
     """The JSON first, then the media in order: the fixed order a sample is written to a tar."""
     return [("json", json_bytes), *((part, m.data) for part, m in zip(_media_parts(media), media))]
@@ -121,18 +128,12 @@ class Sample:
     def to_json_dict(self) -> dict[str, Any]:
         """The one-QA item form (``QA_SCHEMA``); ``conversation_doc`` makes it a shard sample."""
         return {
+            **_shared_fields(self),
             "schema": QA_SCHEMA,
-            "source": self.source,
-            "modality": self.modality,
-            "task": self.task,
-            "lang": self.lang,
-            "group": self.group,
             "question_type": self.question_type,
             "conversations": self.conversation,
             "options": self.options,
             "answer": self.answer,
-            "media": _media_rows(self.media),
-            "provenance": with_normalisation(self.provenance, self.media),
         }
 
     def json_bytes(self) -> bytes:
@@ -190,15 +191,9 @@ class InterleavedSample:
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
+            **_shared_fields(self),
             "schema": INTERLEAVED_SCHEMA,
-            "source": self.source,
-            "modality": self.modality,
-            "task": self.task,
-            "lang": self.lang,
-            "group": self.group,
             "text": self.text,
-            "media": _media_rows(self.media),
-            "provenance": with_normalisation(self.provenance, self.media),
         }
 
     def json_bytes(self) -> bytes:
